@@ -1,0 +1,66 @@
+//! Observability for telar processes: JSON log lines that carry the service, request and trace
+//! ids of the span they happen in; a process-wide Prometheus recorder; OTLP span export when
+//! configured (off by default, never blocking the caller when the collector is down).
+
+mod config;
+mod json_log;
+mod prometheus;
+mod trace;
+
+pub use config::{LogConfig, OtlpConfig, TelemetryConfig};
+pub use json_log::{JsonLogLayer, LogSink};
+pub use prometheus::{install_metrics, render_metrics};
+pub use trace::{TraceParent, current_trace_id};
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+/// Errors while setting telemetry up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid log filter `{filter}`: {reason}")]
+    Filter { filter: String, reason: String },
+    #[error("otlp exporter: {0}")]
+    Otlp(String),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Keeps the trace exporter alive; dropping it flushes what is buffered (bounded by the
+/// exporter timeout) and stops the export thread.
+#[must_use = "dropping the guard stops span export"]
+pub struct TelemetryGuard {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take() {
+            let _ = provider.shutdown();
+        }
+    }
+}
+
+/// Installs the global subscriber (JSON logs to stdout, optional OTLP export) and the
+/// Prometheus recorder. Call once, at the start of `main`.
+pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, Error> {
+    install_metrics();
+    let filter = EnvFilter::try_new(&config.log.level).map_err(|e| Error::Filter {
+        filter: config.log.level.clone(),
+        reason: e.to_string(),
+    })?;
+    let logs = JsonLogLayer::new(LogSink::Stdout).with_filter(filter);
+    let (otel_layer, provider) = if config.otlp.enabled {
+        let (layer, provider) = trace::otlp_layer(&config.otlp, process)?;
+        (Some(layer), Some(provider))
+    } else {
+        (None, None)
+    };
+    tracing_subscriber::registry()
+        .with(logs)
+        .with(otel_layer)
+        .try_init()
+        .map_err(|_| Error::AlreadyInstalled)?;
+    Ok(TelemetryGuard { provider })
+}
