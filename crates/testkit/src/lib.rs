@@ -1,1 +1,86 @@
+//! Helpers for telar's own tests and for teams testing services built on telar: where the real
+//! engines are (`TELAR_TEST_*_URL`), a fresh database per test, and a shutdown trigger.
+//!
+//! Real-engine tests never skip: an unreachable server fails the test with the URL it tried.
 
+use std::future::Future;
+
+use telar_sql::{Db, PostgresConfig, SqliteConfig};
+use tokio::sync::watch;
+
+/// PostgreSQL used by tests (`TELAR_TEST_POSTGRES_URL`, default the local trust-auth server).
+pub fn postgres_url() -> String {
+    std::env::var("TELAR_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A lowercase name unique to this call, e.g. for a schema.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// PostgreSQL settings pointing at the test server.
+pub fn postgres_config() -> PostgresConfig {
+    PostgresConfig {
+        url: postgres_url(),
+        max_connections: 5,
+        ..PostgresConfig::default()
+    }
+}
+
+/// A database in a fresh PostgreSQL schema. Panics with the URL if the server is unreachable.
+pub async fn postgres_db(prefix: &str) -> Db {
+    let schema = unique_name(prefix);
+    match Db::postgres(&postgres_config(), &schema).await {
+        Ok(db) => db,
+        Err(error) => panic!(
+            "PostgreSQL at {} is required for this test: {error}",
+            postgres_url()
+        ),
+    }
+}
+
+/// A fresh SQLite database in a temporary directory (kept alive by the returned guard).
+pub async fn sqlite_db(name: &str) -> (Db, tempfile::TempDir) {
+    let dir = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(error) => panic!("cannot create a temporary directory: {error}"),
+    };
+    let db = match Db::sqlite(&dir.path().join(format!("{name}.db")), &SqliteConfig::default()).await {
+        Ok(db) => db,
+        Err(error) => panic!("cannot open sqlite: {error}"),
+    };
+    (db, dir)
+}
+
+/// A shutdown signal for `run(listener, shutdown)`: call `trigger()` to stop the component.
+#[derive(Clone)]
+pub struct Shutdown {
+    sender: watch::Sender<bool>,
+}
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Shutdown {
+            sender: watch::channel(false).0,
+        }
+    }
+
+    pub fn trigger(&self) {
+        let _ = self.sender.send(true);
+    }
+
+    /// A future that resolves once `trigger` was called.
+    pub fn signal(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut receiver = self.sender.subscribe();
+        async move {
+            let _ = receiver.wait_for(|stopped| *stopped).await;
+        }
+    }
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Self::new()
+    }
+}
