@@ -52,7 +52,11 @@ impl Db {
                 Db::sqlite(&path, &config.sqlite).await
             }
             Backend::Postgres => {
-                let schema = format!("{}{}", config.postgres.schema_prefix, service.replace('-', "_"));
+                let schema = format!(
+                    "{}{}",
+                    config.postgres.schema_prefix,
+                    service.replace('-', "_")
+                );
                 Db::postgres(&config.postgres, &schema).await
             }
         }
@@ -96,10 +100,14 @@ impl Db {
             .await
             .map_err(|_| Error::Unavailable("timed out connecting to postgres".into()))??;
         let create = format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\"");
-        match sqlx::raw_sql(AssertSqlSafe(create)).execute(&mut admin).await {
+        match sqlx::raw_sql(AssertSqlSafe(create))
+            .execute(&mut admin)
+            .await
+        {
             Ok(_) => {}
             // Two services racing to create the same schema: the loser sees a duplicate.
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() || db.code().as_deref() == Some("42P06") => {}
+            Err(sqlx::Error::Database(db))
+                if db.is_unique_violation() || db.code().as_deref() == Some("42P06") => {}
             Err(other) => return Err(other.into()),
         }
         let _ = admin.close().await;

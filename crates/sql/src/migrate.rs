@@ -49,7 +49,10 @@ pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> Result<usize> {
     for migration in sorted {
         let script = migration.script(tx.dialect());
         let checksum = checksum(script);
-        match applied_versions.iter().find(|(v, _)| *v == migration.version) {
+        match applied_versions
+            .iter()
+            .find(|(v, _)| *v == migration.version)
+        {
             Some((_, stored)) if *stored == checksum => continue,
             Some(_) => {
                 return Err(Error::Migration {
@@ -60,11 +63,13 @@ pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> Result<usize> {
             }
             None => {}
         }
-        tx.execute_script(script).await.map_err(|e| Error::Migration {
-            version: migration.version,
-            name: migration.name.to_owned(),
-            reason: e.to_string(),
-        })?;
+        tx.execute_script(script)
+            .await
+            .map_err(|e| Error::Migration {
+                version: migration.version,
+                name: migration.name.to_owned(),
+                reason: e.to_string(),
+            })?;
         query("INSERT INTO _telar_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, $4)")
             .bind(migration.version)
             .bind(migration.name)
@@ -76,7 +81,11 @@ pub(crate) async fn apply(db: &Db, migrations: &[Migration]) -> Result<usize> {
     }
     tx.commit().await?;
     if count > 0 {
-        tracing::info!(location = db.location(), applied = count, "migrations applied");
+        tracing::info!(
+            location = db.location(),
+            applied = count,
+            "migrations applied"
+        );
     }
     Ok(count)
 }

@@ -70,7 +70,8 @@ impl Visit for JsonVisitor<'_> {
         self.0.insert(field.name().to_owned(), value.into());
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0.insert(field.name().to_owned(), value.to_string().into());
+        self.0
+            .insert(field.name().to_owned(), value.to_string().into());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.0
@@ -107,7 +108,12 @@ where
         line.insert("timestamp".into(), now.into());
         line.insert(
             "level".into(),
-            event.metadata().level().as_str().to_ascii_lowercase().into(),
+            event
+                .metadata()
+                .level()
+                .as_str()
+                .to_ascii_lowercase()
+                .into(),
         );
         line.insert("target".into(), event.metadata().target().into());
         if let Some(scope) = ctx.event_scope(event) {

@@ -15,7 +15,9 @@ pub fn install_metrics() {
     HANDLE.get_or_init(|| {
         let builder = PrometheusBuilder::new()
             .set_buckets_for_metric(Matcher::Suffix("duration".to_owned()), DURATION_BUCKETS)
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("latency".to_owned()), DURATION_BUCKETS));
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("latency".to_owned()), DURATION_BUCKETS)
+            });
         match builder {
             Ok(builder) => builder.install_recorder().ok(),
             Err(_) => None,
@@ -42,7 +44,10 @@ mod tests {
         metrics::counter!("telemetry_test_total", "service" => "t").increment(3);
         metrics::histogram!("telemetry_test_duration", "service" => "t").record(0.02);
         let text = render_metrics();
-        assert!(text.contains("telemetry_test_total{service=\"t\"} 3"), "{text}");
+        assert!(
+            text.contains("telemetry_test_total{service=\"t\"} 3"),
+            "{text}"
+        );
         assert!(
             text.contains("telemetry_test_duration_bucket{service=\"t\",le=\"0.025\"} 1"),
             "{text}"

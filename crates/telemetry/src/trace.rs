@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
+use opentelemetry::Context;
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider,
 };
-use opentelemetry::Context;
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -32,7 +32,12 @@ impl TraceParent {
         let trace = parts.next()?;
         let parent = parts.next()?;
         let flags = parts.next()?;
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || parent.len() != 16 || flags.len() != 2 {
+        if version.len() != 2
+            || version == "ff"
+            || trace.len() != 32
+            || parent.len() != 16
+            || flags.len() != 2
+        {
             return None;
         }
         if version == "00" && parts.next().is_some() {
@@ -88,7 +93,11 @@ impl TraceParent {
         let context = SpanContext::new(
             TraceId::from_bytes(self.trace_id),
             SpanId::from_bytes(self.parent_id),
-            if self.sampled { TraceFlags::SAMPLED } else { TraceFlags::default() },
+            if self.sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            },
             true,
             TraceState::default(),
         );
@@ -129,7 +138,11 @@ where
         .map_err(|e| Error::Otlp(e.to_string()))?;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(process.to_owned()).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(process.to_owned())
+                .build(),
+        )
         .build();
     let tracer = provider.tracer("telar");
     Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))

@@ -46,7 +46,12 @@ pub async fn sqlite_db(name: &str) -> (Db, tempfile::TempDir) {
         Ok(dir) => dir,
         Err(error) => panic!("cannot create a temporary directory: {error}"),
     };
-    let db = match Db::sqlite(&dir.path().join(format!("{name}.db")), &SqliteConfig::default()).await {
+    let db = match Db::sqlite(
+        &dir.path().join(format!("{name}.db")),
+        &SqliteConfig::default(),
+    )
+    .await
+    {
         Ok(db) => db,
         Err(error) => panic!("cannot open sqlite: {error}"),
     };

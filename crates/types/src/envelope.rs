@@ -115,7 +115,8 @@ impl Envelope {
         let Value::Object(mut map) = value else {
             return Err(EnvelopeError::Json("an envelope is a JSON object".into()));
         };
-        let specversion = take_string(&mut map, "specversion")?.ok_or(EnvelopeError::Missing("specversion"))?;
+        let specversion =
+            take_string(&mut map, "specversion")?.ok_or(EnvelopeError::Missing("specversion"))?;
         if specversion != SPEC_VERSION {
             return Err(EnvelopeError::SpecVersion(specversion));
         }
@@ -308,7 +309,9 @@ mod tests {
 
     fn without_nulls(value: Value) -> Value {
         match value {
-            Value::Object(map) => Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect()),
+            Value::Object(map) => {
+                Value::Object(map.into_iter().filter(|(_, v)| !v.is_null()).collect())
+            }
             other => other,
         }
     }
@@ -327,9 +330,15 @@ mod tests {
         let envelope = Envelope::from_value(spec_examples().remove(2)).expect("valid");
         assert_eq!(envelope.ty, "com.example.someevent");
         assert_eq!(envelope.source, "/mycontext");
-        assert_eq!(envelope.data.as_ref().and_then(|d| d["appinfoB"].as_i64()), Some(123));
+        assert_eq!(
+            envelope.data.as_ref().and_then(|d| d["appinfoB"].as_i64()),
+            Some(123)
+        );
         assert_eq!(envelope.extensions["comexampleothervalue"], json!(5));
-        assert_eq!(envelope.time.map(|t| t.unix_timestamp()), Some(1_522_949_460));
+        assert_eq!(
+            envelope.time.map(|t| t.unix_timestamp()),
+            Some(1_522_949_460)
+        );
     }
 
     #[test]
@@ -358,15 +367,22 @@ mod tests {
                 example[key] = value.clone();
             }
             let error = Envelope::from_value(example).expect_err("must be rejected");
-            assert!(error.to_string().contains(expected), "{error} mentions {expected}");
+            assert!(
+                error.to_string().contains(expected),
+                "{error} mentions {expected}"
+            );
         }
     }
 
     #[test]
     fn telar_extensions_round_trip_and_propagate() {
         let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
-        let mut command = Envelope::new("/carpeta/citizen", "carpeta.citizen.registered", json!({"id": 1}))
-            .with_subject("1032456789");
+        let mut command = Envelope::new(
+            "/carpeta/citizen",
+            "carpeta.citizen.registered",
+            json!({"id": 1}),
+        )
+        .with_subject("1032456789");
         command.traceparent = Some(traceparent.into());
         let next = Envelope::new("/carpeta/hub-client", "carpeta.hub.call_queued", json!({}))
             .caused_by(&command);
@@ -379,7 +395,10 @@ mod tests {
         assert_eq!(parsed.causationid, next.causationid);
         assert_eq!(parsed.traceparent, next.traceparent);
         assert_eq!(parsed.id, next.id);
-        assert!(parsed.extensions.is_empty(), "known extensions are not duplicated");
+        assert!(
+            parsed.extensions.is_empty(),
+            "known extensions are not duplicated"
+        );
     }
 
     #[test]

@@ -102,7 +102,11 @@ mod tests {
         .collect();
         assert_eq!(
             transient,
-            [ErrorCode::RateLimited, ErrorCode::Unavailable, ErrorCode::Timeout]
+            [
+                ErrorCode::RateLimited,
+                ErrorCode::Unavailable,
+                ErrorCode::Timeout
+            ]
         );
     }
 

@@ -32,7 +32,10 @@ async fn migrations_apply_once_and_refuse_edits(db: Db) {
         postgres: "CREATE TABLE people (id BIGINT);",
         ..MIGRATIONS[0]
     }];
-    let error = db.migrate(&edited).await.expect_err("edited script refused");
+    let error = db
+        .migrate(&edited)
+        .await
+        .expect_err("edited script refused");
     assert!(error.to_string().contains("changed"), "{error}");
 }
 
@@ -47,8 +50,13 @@ async fn failed_migration_leaves_nothing_behind(db: Db) {
         },
     ];
     let error = db.migrate(&broken).await.expect_err("broken script fails");
-    assert!(error.to_string().contains("broken"), "names the migration: {error}");
-    let tables = query("SELECT COUNT(*) AS n FROM people").fetch_one(&db).await;
+    assert!(
+        error.to_string().contains("broken"),
+        "names the migration: {error}"
+    );
+    let tables = query("SELECT COUNT(*) AS n FROM people")
+        .fetch_one(&db)
+        .await;
     assert!(tables.is_err(), "version 1 rolled back with version 2");
     assert_eq!(db.migrate(MIGRATIONS).await.expect("fixed set applies"), 2);
 }
@@ -91,7 +99,11 @@ async fn values_round_trip(db: Db) {
         .await
         .expect("row");
     assert_eq!(nulls.get::<Option<String>>("name").ok(), Some(None));
-    assert_eq!(nulls.get::<bool>("active").ok(), Some(true), "default applied");
+    assert_eq!(
+        nulls.get::<bool>("active").ok(),
+        Some(true),
+        "default applied"
+    );
     let missing = nulls.get::<String>("nope").expect_err("unknown column");
     assert!(missing.to_string().contains("nope"), "{missing}");
 }
@@ -151,7 +163,11 @@ async fn transactions_commit_or_leave_nothing(db: Db) {
         .iter()
         .filter_map(|row| row.get("id").ok())
         .collect();
-    assert_eq!(ids, [12], "rolled back and dropped transactions left nothing");
+    assert_eq!(
+        ids,
+        [12],
+        "rolled back and dropped transactions left nothing"
+    );
 }
 
 async fn unique_violation_is_a_conflict(db: Db) {
@@ -172,11 +188,12 @@ async fn concurrent_writers_exactly_one_wins(db: Db) {
         let db = db.clone();
         tokio::spawn(async move {
             let mut tx = db.begin().await?;
-            let inserted = query("INSERT INTO people (id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(7_i64)
-                .bind("race@example.com")
-                .execute(&mut tx)
-                .await?;
+            let inserted =
+                query("INSERT INTO people (id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                    .bind(7_i64)
+                    .bind("race@example.com")
+                    .execute(&mut tx)
+                    .await?;
             query("UPDATE counter SET value = value + $1 WHERE name = 'hits'")
                 .bind(inserted as i64)
                 .execute(&mut tx)
@@ -238,7 +255,10 @@ async fn postgres_services_are_isolated_by_schema() {
         .await
         .expect("insert");
     let error = query("SELECT * FROM people").fetch_all(&other).await;
-    assert!(error.is_err(), "another service's schema does not see the table");
+    assert!(
+        error.is_err(),
+        "another service's schema does not see the table"
+    );
 }
 
 #[tokio::test]
