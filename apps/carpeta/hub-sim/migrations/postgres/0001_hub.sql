@@ -1,0 +1,25 @@
+CREATE TABLE citizens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    email TEXT NOT NULL,
+    operator_id TEXT NOT NULL,
+    operator_name TEXT NOT NULL,
+    registered_at TEXT NOT NULL
+);
+CREATE TABLE operators (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    address TEXT NOT NULL,
+    contact_mail TEXT NOT NULL,
+    participants TEXT NOT NULL,
+    transfer_api_url TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE authentications (
+    seq BIGSERIAL PRIMARY KEY,
+    id_citizen TEXT NOT NULL,
+    url_document TEXT,
+    document_title TEXT,
+    authenticated_at TEXT NOT NULL
+);
