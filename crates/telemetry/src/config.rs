@@ -45,3 +45,25 @@ impl Default for OtlpConfig {
         }
     }
 }
+
+impl TelemetryConfig {
+    /// Checks the log filter and the OTLP endpoint; the message names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| {
+            format!(
+                "telemetry.log.level: `{}` is not a valid filter: {e}",
+                self.log.level
+            )
+        })?;
+        if self.otlp.enabled
+            && !(self.otlp.endpoint.starts_with("http://")
+                || self.otlp.endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "telemetry.otlp.endpoint: `{}` must be an http(s) URL",
+                self.otlp.endpoint
+            ));
+        }
+        Ok(())
+    }
+}

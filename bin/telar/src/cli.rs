@@ -1,0 +1,47 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// telar runs event-driven microservice systems: the whole system in one process on a laptop
+/// (SQLite, embedded bus, local files) or each service on its own, on PostgreSQL and friends.
+#[derive(Debug, Parser)]
+#[command(name = "telar", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file layered over the built-in defaults (then `TELAR_*` env vars, `__` for nesting).
+    #[arg(long, short, global = true, env = "TELAR_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start every enabled service of the system on loopback; Ctrl-C drains and stops.
+    Up,
+    /// Run only the named services (e.g. one process per service in distributed mode).
+    Serve(ServeArgs),
+    /// Inspect configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Service names, e.g. `hub-sim`.
+    #[arg(required = true, value_name = "SERVICE")]
+    pub services: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the effective config and print it with secrets redacted.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print JSON instead of TOML.
+    #[arg(long)]
+    pub json: bool,
+}

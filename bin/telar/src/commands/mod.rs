@@ -1,0 +1,37 @@
+//! One module per command; `run` dispatches.
+
+mod config;
+mod serve;
+mod up;
+
+use crate::cli::{Cli, Command, ConfigCommand};
+
+/// A command's failure, with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Bad configuration or arguments: exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything that went wrong while running: exit 1.
+    #[error(transparent)]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Usage(_) => 2,
+            CommandError::Runtime(_) => 1,
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CommandError> {
+    match cli.command {
+        Command::Up => up::run(cli.config.as_deref()).await,
+        Command::Serve(args) => serve::run(cli.config.as_deref(), &args.services).await,
+        Command::Config(ConfigCommand::Check(args)) => {
+            config::check::run(cli.config.as_deref(), args.json)
+        }
+    }
+}

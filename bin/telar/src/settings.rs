@@ -1,0 +1,310 @@
+//! The binary's configuration: each crate's `Config`, composed. Layers: the built-in
+//! `config/telar.toml`, then the `--config` file, then `TELAR_*` env vars (`__` nests).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use telar_carpeta_hub_sim::HubSimConfig;
+use telar_kit::KitConfig;
+use telar_sql::{Backend, DbConfig};
+use telar_telemetry::TelemetryConfig;
+
+/// The embedded default, compiled in so the binary runs anywhere without files.
+pub const DEFAULT_TOML: &str = include_str!("../../../config/telar.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The system this process runs.
+    pub system: String,
+    pub telemetry: TelemetryConfig,
+    pub http: KitConfig,
+    pub database: DbConfig,
+    pub services: Services,
+}
+
+/// Every service this binary knows, each with where it listens and its own settings.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Services {
+    #[serde(rename = "hub-sim")]
+    pub hub_sim: ServiceEntry<HubSimConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceEntry<T> {
+    /// Started by `telar up`.
+    pub enabled: bool,
+    pub host: String,
+    /// 0 picks a free port.
+    pub port: u16,
+    pub settings: T,
+}
+
+impl<T: Default> Default for ServiceEntry<T> {
+    fn default() -> Self {
+        ServiceEntry {
+            enabled: true,
+            host: "127.0.0.1".to_owned(),
+            port: 0,
+            settings: T::default(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used; every message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config file {0} does not exist")]
+    MissingFile(String),
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config:\n  {}", .0.join("\n  "))]
+    Invalid(Vec<String>),
+}
+
+impl Settings {
+    /// Loads and validates the layered configuration.
+    pub fn load(file: Option<&Path>) -> Result<Settings, Error> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(Error::MissingFile(file.display().to_string()));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let env = Env::prefixed("TELAR_")
+            .split("__")
+            .filter(|key| key.as_str() != "config" && !key.as_str().starts_with("test_"))
+            .map(|key| env_key_to_config_key(key.as_str()).into());
+        figment = figment.merge(env);
+        let settings: Settings = figment.extract().map_err(|error| {
+            Error::Parse(
+                error
+                    .into_iter()
+                    .map(|e| describe(&e))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks what types alone cannot; reports every problem at once.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut problems = Vec::new();
+        if self.system != "carpeta" {
+            problems.push(format!(
+                "system: `{}` is not a known system (known: carpeta)",
+                self.system
+            ));
+        }
+        if let Err(reason) = self.telemetry.validate() {
+            problems.push(reason);
+        }
+        if self.http.body_limit_bytes == 0 {
+            problems.push("http.body_limit_bytes: must be greater than 0".into());
+        }
+        if self.http.request_timeout_ms == 0 {
+            problems.push("http.request_timeout_ms: must be greater than 0".into());
+        }
+        for (index, origin) in self.http.cors.allowed_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                problems.push(format!(
+                    "http.cors.allowed_origins[{index}]: `{origin}` is not an origin (scheme://host[:port]) or \"*\""
+                ));
+            }
+        }
+        if self.database.backend == Backend::Postgres
+            && !(self.database.postgres.url.starts_with("postgres://")
+                || self.database.postgres.url.starts_with("postgresql://"))
+        {
+            problems
+                .push("database.postgres.url: must start with postgres:// or postgresql://".into());
+        }
+        let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
+        for (name, host, port, enabled) in self.service_addresses() {
+            if host.parse::<IpAddr>().is_err() {
+                problems.push(format!(
+                    "services.{name}.host: `{host}` is not an IP address"
+                ));
+            }
+            if enabled && port != 0 {
+                if let Some(other) = ports.insert(port, name) {
+                    problems.push(format!(
+                        "services.{name}.port: {port} is already used by services.{other}"
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+
+    /// (name, host, port, enabled) of every known service.
+    pub fn service_addresses(&self) -> Vec<(&'static str, &str, u16, bool)> {
+        let hub = &self.services.hub_sim;
+        vec![("hub-sim", hub.host.as_str(), hub.port, hub.enabled)]
+    }
+
+    pub fn enabled_services(&self) -> Vec<String> {
+        self.service_addresses()
+            .into_iter()
+            .filter(|(_, _, _, enabled)| *enabled)
+            .map(|(name, ..)| name.to_owned())
+            .collect()
+    }
+
+    pub fn address_of(&self, service: &str) -> Option<(String, u16)> {
+        self.service_addresses()
+            .into_iter()
+            .find(|(name, ..)| *name == service)
+            .map(|(_, host, port, _)| (host.to_owned(), port))
+    }
+
+    /// The config as JSON with secrets replaced by `***`: passwords inside URLs and any key
+    /// whose name says it is secret.
+    pub fn redacted(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        redact(&mut value, "");
+        drop_nulls(&mut value);
+        value
+    }
+
+    pub fn source_description(&self, file: Option<&Path>) -> String {
+        match file {
+            Some(file) => format!("defaults + {} + TELAR_* env", file.display()),
+            None => "defaults + TELAR_* env".to_owned(),
+        }
+    }
+}
+
+/// `http.request_timeout_ms: invalid type: found string "soon", expected u64 (from TELAR_ env)`.
+fn describe(error: &figment::Error) -> String {
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(source) => format!(" (from {source})"),
+            None => format!(" (from {})", m.name),
+        })
+        .unwrap_or_default();
+    if error.path.is_empty() {
+        format!("{}{source}", error.kind)
+    } else {
+        format!("{}: {}{source}", error.path.join("."), error.kind)
+    }
+}
+
+/// `SERVICES__HUB_SIM__PORT` → `services.hub-sim.port`: env names cannot hold `-`, service
+/// names do.
+fn env_key_to_config_key(key: &str) -> String {
+    let lower = key.to_ascii_lowercase();
+    let mut segments: Vec<String> = lower.split('.').map(str::to_owned).collect();
+    if segments.len() > 1 && segments[0] == "services" {
+        segments[1] = segments[1].replace('_', "-");
+    }
+    segments.join(".")
+}
+
+fn is_origin(origin: &str) -> bool {
+    if origin == "*" {
+        return true;
+    }
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return false;
+    };
+    matches!(scheme, "http" | "https")
+        && !rest.is_empty()
+        && !rest.contains('/')
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+}
+
+/// Unset optional keys are left out (TOML has no null).
+fn drop_nulls(value: &mut Value) {
+    if let Value::Object(map) = value {
+        map.retain(|_, child| !child.is_null());
+        map.values_mut().for_each(drop_nulls);
+    }
+}
+
+fn redact(value: &mut Value, key: &str) {
+    let secret_name = ["password", "secret", "token", "api_key", "private_key"]
+        .iter()
+        .any(|word| key.to_ascii_lowercase().contains(word));
+    match value {
+        Value::Object(map) => {
+            for (child_key, child) in map.iter_mut() {
+                redact(child, child_key);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| redact(item, key)),
+        Value::String(text) if secret_name => *text = "***".to_owned(),
+        Value::String(text) => {
+            if let Some(clean) = redact_url_password(text) {
+                *text = clean;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `scheme://user:pass@host` → `scheme://user:***@host`.
+fn redact_url_password(text: &str) -> Option<String> {
+    let (scheme, rest) = text.split_once("://")?;
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let (userinfo, host) = authority.rsplit_once('@')?;
+    let (user, _password) = userinfo.split_once(':')?;
+    Some(format!(
+        "{scheme}://{user}:***@{host}{}",
+        &rest[authority_end..]
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid_and_complete() {
+        let settings = Settings::load(None).expect("defaults load");
+        assert_eq!(settings.system, "carpeta");
+        assert_eq!(settings.services.hub_sim.port, 8019);
+        assert_eq!(settings.database.backend, Backend::Sqlite);
+    }
+
+    #[test]
+    fn url_passwords_and_secret_keys_are_redacted() {
+        let mut settings = Settings::load(None).expect("defaults");
+        settings.database.postgres.url = "postgres://telar:s3cr3t@db:5432/telar".into();
+        settings.services.hub_sim.settings.control_token = Some("tok-123".into());
+        let text = settings.redacted().to_string();
+        assert!(
+            !text.contains("s3cr3t") && !text.contains("tok-123"),
+            "{text}"
+        );
+        assert!(text.contains("postgres://telar:***@db:5432/telar"));
+    }
+
+    #[test]
+    fn origins_are_checked() {
+        assert!(is_origin("https://app.example.gov.co"));
+        assert!(is_origin("http://127.0.0.1:3000"));
+        assert!(is_origin("*"));
+        assert!(!is_origin("app.example.gov.co"));
+        assert!(!is_origin("https://app.example/path"));
+    }
+}

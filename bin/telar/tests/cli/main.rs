@@ -1,0 +1,224 @@
+//! The `telar` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+fn telar() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_telar"));
+    command.env_remove("TELAR_CONFIG");
+    command
+}
+
+fn run(command: &mut Command) -> Output {
+    command.output().expect("telar runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["up", "--help"],
+        vec!["serve", "--help"],
+        vec!["config", "--help"],
+        vec!["config", "check", "--help"],
+    ] {
+        let output = run(telar().args(&args));
+        assert!(output.status.success(), "{args:?}");
+        assert!(text(&output.stdout).contains("Usage:"), "{args:?}");
+    }
+    let top = text(&run(telar().arg("--help")).stdout);
+    for command in ["up", "serve", "config"] {
+        assert!(top.contains(command), "{top}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_config_with_env_overrides() {
+    let output = run(telar()
+        .args(["config", "check"])
+        .env("TELAR_SERVICES__HUB_SIM__PORT", "9100")
+        .env(
+            "TELAR_DATABASE__POSTGRES__URL",
+            "postgres://telar:s3cr3t@db.internal:5432/telar",
+        ));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let parsed: toml::Value = toml::from_str(&stdout).expect("prints TOML");
+    assert_eq!(
+        parsed["services"]["hub-sim"]["port"].as_integer(),
+        Some(9100)
+    );
+    assert!(!stdout.contains("s3cr3t"), "password redacted: {stdout}");
+    assert!(stdout.contains("telar:***@db.internal"));
+
+    let json = run(telar().args(["config", "check", "--json"]));
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).expect("prints JSON");
+    assert_eq!(value["database"]["backend"], "sqlite");
+}
+
+#[test]
+fn a_wrong_key_or_type_is_a_clear_error_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cases = [
+        ("[services.hub-sim]\nprot = 1\n", "prot"),
+        ("[services.hub-sim]\nport = \"eighty\"\n", "port"),
+        ("[database]\nbackend = \"oracle\"\n", "backend"),
+        (
+            "[http.cors]\nallowed_origins = [\"not an origin\"]\n",
+            "http.cors.allowed_origins[0]",
+        ),
+    ];
+    for (index, (content, named)) in cases.into_iter().enumerate() {
+        let file = dir.path().join(format!("bad{index}.toml"));
+        std::fs::write(&file, content).expect("write");
+        let output = run(telar().arg("--config").arg(&file).args(["config", "check"]));
+        assert_eq!(output.status.code(), Some(2), "{content}");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains(named), "{content}: {stderr}");
+    }
+    let output = run(telar()
+        .args(["config", "check"])
+        .env("TELAR_HTTP__REQUEST_TIMEOUT_MS", "soon"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("request_timeout_ms"),
+        "{}",
+        text(&output.stderr)
+    );
+    let missing = run(telar().args(["--config", "/nonexistent/telar.toml", "config", "check"]));
+    assert_eq!(missing.status.code(), Some(2));
+}
+
+#[test]
+fn serve_refuses_unknown_services() {
+    let output = run(telar().args(["serve", "nope"]));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output.stderr).contains("hub-sim"),
+        "lists known services"
+    );
+}
+
+/// Starts `telar` with `args`, reads stderr until the table shows hub-sim's URL.
+fn start(
+    args: &[&str],
+    envs: &[(&str, String)],
+) -> (Child, String, std::thread::JoinHandle<String>) {
+    let mut child = telar()
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("TELAR_SERVICES__HUB_SIM__PORT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut url = None;
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap_or_default();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.trim_start().starts_with("hub-sim ") && line.contains("http://") {
+            assert!(line.contains("ready"), "{line}");
+            url = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .map(str::to_owned);
+            break;
+        }
+    }
+    let url = url.unwrap_or_else(|| panic!("no URL printed:\n{seen}"));
+    let rest = std::thread::spawn(move || {
+        lines
+            .map(|l| l.unwrap_or_default() + "\n")
+            .collect::<String>()
+    });
+    (child, url, rest)
+}
+
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+async fn register_and_check(url: &str) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let ready = client
+        .get(format!("{url}/ready"))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 200);
+    let body = serde_json::json!({"id": 1032456789u64, "name": "Ana", "address": "Calle 1", "email": "ana@correo.co", "operatorId": "x", "operatorName": "Op"});
+    let created = client
+        .post(format!("{url}/apis/registerCitizen"))
+        .json(&body)
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(created.status(), 201);
+    let validated = client
+        .get(format!("{url}/apis/validateCitizen/1032456789"))
+        .send()
+        .await
+        .expect("validate");
+    assert_eq!(validated.status(), 200);
+}
+
+#[tokio::test]
+async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut child, url, rest) = start(
+        &["up"],
+        &[(
+            "TELAR_DATABASE__SQLITE__DIR",
+            dir.path().display().to_string(),
+        )],
+    );
+    register_and_check(&url).await;
+    assert!(
+        dir.path().join("hub-sim.db").exists(),
+        "state in its own SQLite file"
+    );
+    terminate(&child);
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "clean exit after SIGTERM");
+    assert!(rest.join().unwrap_or_default().contains("stopped"));
+}
+
+#[tokio::test]
+async fn serve_runs_one_service_on_postgres() {
+    let url = std::env::var("TELAR_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let prefix = format!("cli_{}_", std::process::id());
+    let (mut child, base, rest) = start(
+        &[
+            "--config",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/distributed.toml"),
+            "serve",
+            "hub-sim",
+        ],
+        &[
+            ("TELAR_DATABASE__POSTGRES__URL", url),
+            ("TELAR_DATABASE__POSTGRES__SCHEMA_PREFIX", prefix),
+            ("TELAR_SERVICES__HUB_SIM__HOST", "127.0.0.1".into()),
+        ],
+    );
+    register_and_check(&base).await;
+    terminate(&child);
+    assert!(child.wait().expect("wait").success());
+    assert!(rest.join().unwrap_or_default().contains("stopped"));
+}
