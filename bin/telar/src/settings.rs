@@ -136,12 +136,13 @@ impl Settings {
                     "services.{name}.host: `{host}` is not an IP address"
                 ));
             }
-            if enabled && port != 0 {
-                if let Some(other) = ports.insert(port, name) {
-                    problems.push(format!(
-                        "services.{name}.port: {port} is already used by services.{other}"
-                    ));
-                }
+            if enabled
+                && port != 0
+                && let Some(other) = ports.insert(port, name)
+            {
+                problems.push(format!(
+                    "services.{name}.port: {port} is already used by services.{other}"
+                ));
             }
         }
         if problems.is_empty() {

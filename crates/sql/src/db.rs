@@ -212,8 +212,8 @@ impl<'c> Executor<'c> for &'c Db {
 impl<'c> Executor<'c> for &'c mut Tx {
     fn target(self) -> Target<'c> {
         match &mut self.0 {
-            TxInner::Sqlite(tx) => Target::SqliteConn(&mut **tx),
-            TxInner::Postgres(tx) => Target::PgConn(&mut **tx),
+            TxInner::Sqlite(tx) => Target::SqliteConn(tx),
+            TxInner::Postgres(tx) => Target::PgConn(tx),
         }
     }
 }

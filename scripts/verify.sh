@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command: what `.ci/run` runs and what the README tells you to run.
+# Real engines first (started or installed if needed), then format, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/services.sh
+
+export TELAR_TEST_POSTGRES_URL="${TELAR_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export TELAR_TEST_REDIS_URL="${TELAR_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export TELAR_TEST_RABBITMQ_URL="${TELAR_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
+export TELAR_TEST_NATS_URL="${TELAR_TEST_NATS_URL:-nats://127.0.0.1:4222}"
+
+if ! command -v cargo-nextest >/dev/null; then
+  echo "[verify] installing cargo-nextest" >&2
+  cargo install cargo-nextest --locked
+fi
+
+echo "[verify] cargo fmt --check" >&2
+cargo fmt --all --check
+echo "[verify] cargo clippy" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "[verify] cargo nextest" >&2
+cargo nextest run --workspace --locked --no-fail-fast
