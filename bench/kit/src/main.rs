@@ -16,11 +16,16 @@ async fn hello() -> Json<Value> {
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let _telemetry = telar_telemetry::init(&telar_telemetry::TelemetryConfig::default(), "bench-kit")
-        .map_err(std::io::Error::other)?;
+    let _telemetry =
+        telar_telemetry::init(&telar_telemetry::TelemetryConfig::default(), "bench-kit")
+            .map_err(std::io::Error::other)?;
     let bare_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let kit_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    eprintln!("bare=http://{}/hello kit=http://{}/hello", bare_listener.local_addr()?, kit_listener.local_addr()?);
+    eprintln!(
+        "bare=http://{}/hello kit=http://{}/hello",
+        bare_listener.local_addr()?,
+        kit_listener.local_addr()?
+    );
 
     let bare = axum::Router::new().route("/hello", get(hello));
     tokio::spawn(async move { axum::serve(bare_listener, bare).await });

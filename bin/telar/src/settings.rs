@@ -129,6 +129,18 @@ impl Settings {
             problems
                 .push("database.postgres.url: must start with postgres:// or postgresql://".into());
         }
+        let hub = &self.services.hub_sim;
+        match &hub.settings.control_token {
+            Some(token) if token.is_empty() => problems.push(
+                "services.hub-sim.settings.control_token: must not be empty (leave it unset for none)".into(),
+            ),
+            None if hub.host.parse::<IpAddr>().is_ok_and(|ip| !ip.is_loopback()) => problems.push(
+                "services.hub-sim.settings.control_token: required when services.hub-sim.host is not loopback \
+                 (the control API can wipe the hub's state)"
+                    .into(),
+            ),
+            _ => {}
+        }
         let mut ports: BTreeMap<u16, &str> = BTreeMap::new();
         for (name, host, port, enabled) in self.service_addresses() {
             if host.parse::<IpAddr>().is_err() {
@@ -262,8 +274,31 @@ fn redact(value: &mut Value, key: &str) {
     }
 }
 
-/// `scheme://user:pass@host` → `scheme://user:***@host`.
+/// `scheme://user:pass@host` → `scheme://user:***@host`, and `?password=x` → `?password=***`.
 fn redact_url_password(text: &str) -> Option<String> {
+    let userinfo_redacted = redact_userinfo(text);
+    let base = userinfo_redacted.as_deref().unwrap_or(text);
+    let query_redacted = redact_query_password(base);
+    query_redacted.or(userinfo_redacted)
+}
+
+fn redact_query_password(text: &str) -> Option<String> {
+    let (head, query) = text.split_once('?')?;
+    let mut changed = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => {
+                changed = true;
+                format!("{key}=***")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    changed.then(|| format!("{head}?{}", pairs.join("&")))
+}
+
+fn redact_userinfo(text: &str) -> Option<String> {
     let (scheme, rest) = text.split_once("://")?;
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
@@ -298,6 +333,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("postgres://telar:***@db:5432/telar"));
+        assert_eq!(
+            redact_url_password("postgres://db/telar?user=u&password=p4ss&sslmode=require")
+                .as_deref(),
+            Some("postgres://db/telar?user=u&password=***&sslmode=require")
+        );
     }
 
     #[test]

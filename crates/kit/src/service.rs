@@ -35,6 +35,7 @@ pub struct Service {
     version: String,
     config: KitConfig,
     api: OpenApiRouter,
+    fixed: OpenApiRouter,
     raw: Router,
     checks: Vec<ReadyCheck>,
 }
@@ -46,6 +47,7 @@ impl Service {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             config: KitConfig::default(),
             api: OpenApiRouter::new(),
+            fixed: OpenApiRouter::new(),
             raw: Router::new(),
             checks: Vec::new(),
         }
@@ -71,6 +73,13 @@ impl Service {
         self
     }
 
+    /// Documented routes that answer in a format of their own choosing, whatever `Accept` says
+    /// (simulators of third-party servers, file downloads with a schema).
+    pub fn api_fixed_format(mut self, router: OpenApiRouter) -> Self {
+        self.fixed = self.fixed.merge(router);
+        self
+    }
+
     /// Routes outside negotiation and the OpenAPI document (file bodies, redirects, ...).
     pub fn routes(mut self, router: Router) -> Self {
         self.raw = self.raw.merge(router);
@@ -93,6 +102,8 @@ impl Service {
         telar_telemetry::install_metrics();
         let service: Arc<str> = self.name.clone().into();
         let (api, mut openapi) = self.api.split_for_parts();
+        let (fixed, fixed_openapi) = self.fixed.split_for_parts();
+        openapi.merge(fixed_openapi);
         openapi.merge(KitDoc::openapi());
         openapi.info.title = self.name.clone();
         openapi.info.version = self.version.clone();
@@ -110,16 +121,17 @@ impl Service {
         let observe = Observe {
             service,
             timeout: Duration::from_millis(self.config.request_timeout_ms),
+            metrics: Arc::default(),
         };
         Router::new()
             .merge(api)
+            .merge(fixed)
             .merge(self.raw)
             .merge(docs)
             .merge(ops)
             .fallback(not_found)
-            .method_not_allowed_fallback(method_not_allowed)
             .layer(DefaultBodyLimit::max(self.config.body_limit_bytes))
-            .layer(cors_layer(&self.config.cors))
+            .layer(tower::util::option_layer(cors_layer(&self.config.cors)))
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal("handler panicked").into_response()
             }))
@@ -129,8 +141,10 @@ impl Service {
             ))
     }
 
-    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
-    /// (up to the grace period) and returns.
+    /// Serves until `shutdown` resolves, then stops accepting and waits for in-flight requests
+    /// to finish. If some are still running when the grace period ends, `run` returns without
+    /// waiting for them (their connections are not forcibly closed: in `telar` the process
+    /// exits next).
     pub async fn run(
         self,
         listener: TcpListener,
@@ -172,16 +186,13 @@ async fn not_found() -> Response {
     ApiError::not_found("no route matches this path").into_response()
 }
 
-async fn method_not_allowed() -> Response {
-    ApiError::with_status(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this path does not accept this method",
-    )
-    .into_response()
-}
 
-fn cors_layer(config: &CorsConfig) -> CorsLayer {
+/// No layer at all when no origin is configured: preflights then reach the routes like any
+/// other request (and get 405 or whatever the service answers).
+fn cors_layer(config: &CorsConfig) -> Option<CorsLayer> {
+    if config.allowed_origins.is_empty() {
+        return None;
+    }
     let any = config.allowed_origins.iter().any(|o| o == "*");
     let origins: Vec<HeaderValue> = config
         .allowed_origins
@@ -193,7 +204,7 @@ fn cors_layer(config: &CorsConfig) -> CorsLayer {
     } else {
         AllowOrigin::list(origins)
     };
-    CorsLayer::new()
+    let layer = CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([
             Method::GET,
@@ -211,5 +222,6 @@ fn cors_layer(config: &CorsConfig) -> CorsLayer {
             HeaderName::from_static("traceparent"),
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
-        .max_age(Duration::from_secs(config.max_age_secs))
+        .max_age(Duration::from_secs(config.max_age_secs));
+    Some(layer)
 }

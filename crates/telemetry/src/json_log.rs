@@ -2,7 +2,7 @@
 //! span (service, request_id, trace_id, ...) lifted to the top level so log tools can index them.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
@@ -17,6 +17,7 @@ use tracing_subscriber::registry::LookupSpan;
 /// Where log lines go.
 #[derive(Clone)]
 pub enum LogSink {
+    /// Standard output, written by a dedicated thread (see [`StdoutWriter`]).
     Stdout,
     /// An in-memory buffer, for tests that assert on log lines.
     Buffer(Arc<Mutex<Vec<u8>>>),
@@ -25,25 +26,107 @@ pub enum LogSink {
 /// Writes JSON lines: `timestamp`, `level`, `target`, `message`, the event's fields and the
 /// fields of its spans (innermost wins).
 pub struct JsonLogLayer {
-    sink: LogSink,
+    sink: Sink,
+}
+
+enum Sink {
+    Stdout(Arc<StdoutWriter>),
+    Buffer(Arc<Mutex<Vec<u8>>>),
 }
 
 impl JsonLogLayer {
     pub fn new(sink: LogSink) -> Self {
+        let sink = match sink {
+            LogSink::Stdout => Sink::Stdout(Arc::new(StdoutWriter::start())),
+            LogSink::Buffer(buffer) => Sink::Buffer(buffer),
+        };
         JsonLogLayer { sink }
     }
 
-    fn write_line(&self, line: &[u8]) {
+    /// The stdout writer, to flush it at exit.
+    pub(crate) fn stdout_writer(&self) -> Option<Arc<StdoutWriter>> {
         match &self.sink {
-            LogSink::Stdout => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(line);
-            }
-            LogSink::Buffer(buffer) => {
+            Sink::Stdout(writer) => Some(writer.clone()),
+            Sink::Buffer(_) => None,
+        }
+    }
+
+    fn write_line(&self, line: Vec<u8>) {
+        match &self.sink {
+            Sink::Stdout(writer) => writer.send(line),
+            Sink::Buffer(buffer) => {
                 if let Ok(mut buffer) = buffer.lock() {
-                    buffer.extend_from_slice(line);
+                    buffer.extend_from_slice(&line);
                 }
             }
+        }
+    }
+}
+
+enum Message {
+    Line(Vec<u8>),
+    Flush(mpsc::SyncSender<()>),
+}
+
+/// Log lines go through a bounded channel to one thread that writes them in batches: request
+/// handlers never wait on a `write` syscall or on each other for the stdout lock. When the
+/// channel is full (stdout is not keeping up) senders wait: lines are never dropped.
+pub(crate) struct StdoutWriter {
+    sender: mpsc::SyncSender<Message>,
+}
+
+/// Lines buffered between the application and the writer thread.
+const QUEUED_LINES: usize = 16 * 1024;
+
+impl StdoutWriter {
+    fn start() -> Self {
+        let (sender, receiver) = mpsc::sync_channel::<Message>(QUEUED_LINES);
+        let spawned = std::thread::Builder::new()
+            .name("telar-log-writer".into())
+            .spawn(move || write_batches(&receiver));
+        if spawned.is_err() {
+            // No thread: fall back to a channel nobody reads, flushed synchronously below.
+            let (fallback, _) = mpsc::sync_channel(0);
+            return StdoutWriter { sender: fallback };
+        }
+        StdoutWriter { sender }
+    }
+
+    fn send(&self, line: Vec<u8>) {
+        if let Err(mpsc::SendError(Message::Line(line))) = self.sender.send(Message::Line(line)) {
+            let _ = std::io::stdout().lock().write_all(&line);
+        }
+    }
+
+    /// Waits (up to two seconds) until every line sent so far is written.
+    pub(crate) fn flush(&self) {
+        let (ack, done) = mpsc::sync_channel(1);
+        if self.sender.send(Message::Flush(ack)).is_ok() {
+            let _ = done.recv_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+fn write_batches(receiver: &mpsc::Receiver<Message>) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Ok(first) = receiver.recv() {
+        let mut acks = Vec::new();
+        let mut next = Some(first);
+        while let Some(message) = next.take() {
+            match message {
+                Message::Line(line) => batch.extend_from_slice(&line),
+                Message::Flush(ack) => acks.push(ack),
+            }
+            if batch.len() < 256 * 1024 {
+                next = receiver.try_recv().ok();
+            }
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&batch);
+        let _ = out.flush();
+        batch.clear();
+        for ack in acks {
+            let _ = ack.send(());
         }
     }
 }
@@ -130,7 +213,7 @@ where
             return;
         };
         bytes.push(b'\n');
-        self.write_line(&bytes);
+        self.write_line(bytes);
     }
 }
 

@@ -32,12 +32,16 @@ pub enum Error {
 #[must_use = "dropping the guard stops span export"]
 pub struct TelemetryGuard {
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    logs: Option<std::sync::Arc<json_log::StdoutWriter>>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Some(provider) = self.provider.take() {
             let _ = provider.shutdown();
+        }
+        if let Some(logs) = self.logs.take() {
+            logs.flush();
         }
     }
 }
@@ -50,7 +54,9 @@ pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, E
         filter: config.log.level.clone(),
         reason: e.to_string(),
     })?;
-    let logs = JsonLogLayer::new(LogSink::Stdout).with_filter(filter);
+    let json = JsonLogLayer::new(LogSink::Stdout);
+    let writer = json.stdout_writer();
+    let logs = json.with_filter(filter);
     let (otel_layer, provider) = if config.otlp.enabled {
         let (layer, provider) = trace::otlp_layer(&config.otlp, process)?;
         (Some(layer), Some(provider))
@@ -62,5 +68,8 @@ pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, E
         .with(otel_layer)
         .try_init()
         .map_err(|_| Error::AlreadyInstalled)?;
-    Ok(TelemetryGuard { provider })
+    Ok(TelemetryGuard {
+        provider,
+        logs: writer,
+    })
 }

@@ -7,7 +7,9 @@ use telar_telemetry::{OtlpConfig, TelemetryConfig};
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_collector_never_blocks_the_caller() {
     // Accepts TCP connections and holds them open without ever answering.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let address = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         let mut held = Vec::new();
@@ -16,7 +18,11 @@ async fn a_hanging_collector_never_blocks_the_caller() {
         }
     });
     let config = TelemetryConfig {
-        otlp: OtlpConfig { enabled: true, endpoint: format!("http://{address}/v1/traces"), timeout_ms: 5000 },
+        otlp: OtlpConfig {
+            enabled: true,
+            endpoint: format!("http://{address}/v1/traces"),
+            timeout_ms: 5000,
+        },
         ..TelemetryConfig::default()
     };
     let guard = telar_telemetry::init(&config, "otlp-down-test").expect("init");
@@ -26,6 +32,9 @@ async fn a_hanging_collector_never_blocks_the_caller() {
     }
     let elapsed = started.elapsed();
     // 20 000 spans while every export hangs for 5 s: the caller must not wait for any export.
-    assert!(elapsed < Duration::from_secs(4), "instrumented code waited for the collector: {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "instrumented code waited for the collector: {elapsed:?}"
+    );
     std::mem::forget(guard);
 }

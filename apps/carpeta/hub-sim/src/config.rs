@@ -7,7 +7,8 @@ pub struct HubSimConfig {
     /// Browser origins the hub accepts; a request with any other `Origin` header gets 500, as on
     /// the real hub. Server-to-server calls send no `Origin`.
     pub allowed_origins: Vec<String>,
-    /// When set, the control API requires header `x-control-token` with this value.
+    /// When set, the control API requires header `x-control-token` with this value. Required
+    /// (by `telar config check`) when hub-sim listens on a non-loopback address.
     pub control_token: Option<String>,
 }
 

@@ -31,8 +31,9 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         let given = request
             .headers()
             .get("x-control-token")
-            .and_then(|v| v.to_str().ok());
-        if given != Some(expected.as_str()) {
+            .map(|v| v.as_bytes())
+            .unwrap_or(b"");
+        if !constant_time_eq(given, expected.as_bytes()) {
             return ApiError::new(
                 ErrorCode::Unauthenticated,
                 "header `x-control-token` is missing or wrong",
@@ -41,6 +42,15 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
         }
     }
     next.run(request).await
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a guess was right.
+fn constant_time_eq(given: &[u8], expected: &[u8]) -> bool {
+    let mut difference = given.len() ^ expected.len();
+    for (index, byte) in expected.iter().enumerate() {
+        difference |= usize::from(given.get(index).copied().unwrap_or(0) ^ byte);
+    }
+    difference == 0
 }
 
 #[derive(Serialize, ToSchema)]
@@ -64,7 +74,8 @@ async fn put_faults(
     State(state): State<AppState>,
     Payload(faults): Payload<Faults>,
 ) -> Result<Json<Faults>, ApiError> {
-    faults::validate(&faults).map_err(|(field, message)| ApiError::invalid(field, message))?;
+    faults::validate(&faults, state.request_timeout_ms)
+        .map_err(|(field, message)| ApiError::invalid(field, message))?;
     tracing::info!(?faults, "faults set");
     state.faults.set(faults);
     Ok(Json(state.faults.current()))

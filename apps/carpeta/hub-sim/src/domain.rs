@@ -54,7 +54,16 @@ fn text(body: &Value, field: &str) -> Result<String, Rejected> {
 /// A citizen id as the hub reads it: a JSON number, or a string, holding ≥ 10 consecutive digits.
 pub fn citizen_id(body: &Value, field: &str) -> Result<String, Rejected> {
     let text = match body.get(field) {
-        Some(Value::Number(number)) => number.to_string(),
+        // One canonical form per id: 1032456789, 1032456789.0 and 1.032456789e9 must not
+        // become three citizens. Only non-negative integers are ids.
+        Some(Value::Number(number)) => match number.as_u64() {
+            Some(id) => id.to_string(),
+            None => {
+                return Err(Rejected(format!(
+                    "Error de validación: el campo {field} debe ser un entero positivo"
+                )));
+            }
+        },
         Some(Value::String(text)) => text.trim().to_owned(),
         None | Some(Value::Null) => return Err(missing(field)),
         Some(_) => {
@@ -120,7 +129,7 @@ pub fn parse_authentication(body: &Value) -> Result<Authentication, Rejected> {
         }
     }
     let id_citizen = match body.get("idCitizen") {
-        Some(Value::Number(n)) if n.as_f64().is_some_and(|v| v > 0.0) => n.to_string(),
+        Some(Value::Number(n)) if n.as_u64().is_some_and(|v| v > 0) => n.to_string(),
         _ => {
             return Err(Rejected(
                 "Error de validación: el campo idCitizen debe ser un número positivo".into(),
@@ -186,7 +195,8 @@ pub struct TransferEndpoint {
 
 /// `endPointConfirm` is read and dropped: the real hub never stores it.
 pub fn parse_transfer_endpoint(body: &Value) -> Result<TransferEndpoint, Rejected> {
-    let operator_id = text(body, "idOperator")?;
+    // Stored ids are lowercase; the hub's ObjectIds compare case-insensitively.
+    let operator_id = text(body, "idOperator")?.to_ascii_lowercase();
     if !is_valid_operator_id(&operator_id) {
         return Err(Rejected(
             "Error de validación: idOperator no es un identificador válido".into(),
@@ -297,6 +307,24 @@ mod tests {
     }
 
     #[test]
+    fn numeric_ids_have_one_canonical_form() {
+        assert_eq!(
+            citizen_id(&json!({"id": 1032456789u64}), "id"),
+            Ok("1032456789".to_owned())
+        );
+        for alias in [
+            json!(1032456789.0),
+            json!(1.032456789e9),
+            json!(-1032456789),
+        ] {
+            assert!(
+                citizen_id(&json!({ "id": alias }), "id").is_err(),
+                "{alias}"
+            );
+        }
+    }
+
+    #[test]
     fn authentication_rejects_nulls_and_non_positive_ids() {
         assert!(
             parse_authentication(
@@ -314,6 +342,7 @@ mod tests {
         assert!(parse_authentication(&json!({"idCitizen": "1032456789"})).is_err());
         assert!(parse_authentication(&json!({"idCitizen": 0})).is_err());
         assert!(parse_authentication(&json!({"idCitizen": -5})).is_err());
+        assert!(parse_authentication(&json!({"idCitizen": 1.5})).is_err());
     }
 
     #[test]

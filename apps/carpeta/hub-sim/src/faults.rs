@@ -46,19 +46,55 @@ impl Default for Faults {
     }
 }
 
+/// The hub endpoints faults can be limited to.
+pub(crate) const ENDPOINTS: &[&str] = &[
+    "validateCitizen",
+    "registerCitizen",
+    "unregisterCitizen",
+    "authenticateDocument",
+    "registerOperator",
+    "registerTransferEndPoint",
+    "getOperators",
+];
+
 /// Names the first invalid field.
-pub(crate) fn validate(faults: &Faults) -> Result<(), (&'static str, &'static str)> {
+pub(crate) fn validate(
+    faults: &Faults,
+    request_timeout_ms: u64,
+) -> Result<(), (&'static str, String)> {
+    if let Some(unknown) = faults
+        .endpoints
+        .iter()
+        .find(|e| !ENDPOINTS.iter().any(|k| k.eq_ignore_ascii_case(e)))
+    {
+        return Err((
+            "endpoints",
+            format!(
+                "`{unknown}` is not a hub endpoint; use one of {}",
+                ENDPOINTS.join(", ")
+            ),
+        ));
+    }
+    if faults.latency_ms >= request_timeout_ms {
+        return Err((
+            "latency_ms",
+            format!("must be below the request timeout ({request_timeout_ms} ms)"),
+        ));
+    }
     if !(0.0..=1.0).contains(&faults.error_rate) || faults.error_rate.is_nan() {
-        return Err(("error_rate", "must be between 0.0 and 1.0"));
+        return Err(("error_rate", "must be between 0.0 and 1.0".into()));
     }
     if faults.latency_ms > 60_000 {
-        return Err(("latency_ms", "must be at most 60000"));
+        return Err(("latency_ms", "must be at most 60000".into()));
     }
     if faults.unavailable_for_ms > 3_600_000 {
-        return Err(("unavailable_for_ms", "must be at most 3600000 (one hour)"));
+        return Err((
+            "unavailable_for_ms",
+            "must be at most 3600000 (one hour)".into(),
+        ));
     }
     if !(500..=599).contains(&faults.fail_status) {
-        return Err(("fail_status", "must be a 5xx status"));
+        return Err(("fail_status", "must be a 5xx status".into()));
     }
     Ok(())
 }

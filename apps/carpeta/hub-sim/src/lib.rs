@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     pub store: store::Store,
     pub faults: Arc<faults::FaultState>,
     pub config: Arc<HubSimConfig>,
+    /// The kit's request timeout: injected latency must stay below it.
+    pub request_timeout_ms: u64,
 }
 
 /// Migrates `db` and builds the hub-sim service.
@@ -44,6 +46,7 @@ pub async fn build(db: Db, config: HubSimConfig, kit: KitConfig) -> telar_sql::R
         store: store::Store::new(db.clone()),
         faults: Arc::new(faults::FaultState::default()),
         config: Arc::new(config),
+        request_timeout_ms: kit.request_timeout_ms,
     };
     let hub: OpenApiRouter = api::router(state.clone());
     let control: OpenApiRouter = control::router(state);
@@ -53,7 +56,8 @@ pub async fn build(db: Db, config: HubSimConfig, kit: KitConfig) -> telar_sql::R
     };
     Ok(Service::new(NAME)
         .config(kit)
-        .api(hub)
+        // The real hub answers JSON whatever `Accept` says; the control API negotiates.
+        .api_fixed_format(hub)
         .api(control)
         .ready_check(ReadyCheck::new("database", move || {
             let db = db.clone();

@@ -126,7 +126,7 @@ impl Store {
     }
 
     pub async fn operators(&self) -> Result<Vec<OperatorRecord>> {
-        let rows = query("SELECT * FROM operators ORDER BY created_at, id")
+        let rows = query("SELECT * FROM operators ORDER BY seq")
             .fetch_all(&self.db)
             .await?;
         rows.iter()
@@ -146,7 +146,7 @@ impl Store {
     }
 
     pub async fn citizens(&self) -> Result<Vec<CitizenRecord>> {
-        let rows = query("SELECT * FROM citizens ORDER BY registered_at, id")
+        let rows = query("SELECT * FROM citizens ORDER BY seq")
             .fetch_all(&self.db)
             .await?;
         rows.iter().map(citizen).collect()

@@ -96,6 +96,15 @@ fn a_wrong_key_or_type_is_a_clear_error_naming_it() {
 
 #[test]
 fn serve_refuses_unknown_services() {
+    let exposed = run(telar()
+        .args(["config", "check"])
+        .env("TELAR_SERVICES__HUB_SIM__HOST", "0.0.0.0"));
+    assert_eq!(
+        exposed.status.code(),
+        Some(2),
+        "control API exposed without a token"
+    );
+    assert!(text(&exposed.stderr).contains("control_token"));
     let output = run(telar().args(["serve", "nope"]));
     assert_eq!(output.status.code(), Some(2));
     assert!(
@@ -126,7 +135,7 @@ fn start(
         seen.push_str(&line);
         seen.push('\n');
         if line.trim_start().starts_with("hub-sim ") && line.contains("http://") {
-            assert!(line.contains("ready"), "{line}");
+            assert_eq!(line.split_whitespace().nth(2), Some("ready"), "{line}");
             url = line
                 .split_whitespace()
                 .find(|w| w.starts_with("http://"))
@@ -214,7 +223,6 @@ async fn serve_runs_one_service_on_postgres() {
         &[
             ("TELAR_DATABASE__POSTGRES__URL", url),
             ("TELAR_DATABASE__POSTGRES__SCHEMA_PREFIX", prefix),
-            ("TELAR_SERVICES__HUB_SIM__HOST", "127.0.0.1".into()),
         ],
     );
     register_and_check(&base).await;

@@ -1,5 +1,6 @@
 CREATE TABLE citizens (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     address TEXT NOT NULL,
     email TEXT NOT NULL,
@@ -8,7 +9,8 @@ CREATE TABLE citizens (
     registered_at TEXT NOT NULL
 );
 CREATE TABLE operators (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     address TEXT NOT NULL,
     contact_mail TEXT NOT NULL,

@@ -56,13 +56,42 @@ async fn huge_bodies_are_413() {
 }
 
 #[tokio::test]
-async fn unknown_accept_is_406() {
+async fn accept_is_ignored_like_the_real_hub() {
     let hub = spawn(Engine::Sqlite).await;
-    let request = hub
+    for accept in ["image/png", "application/xml", "text/html"] {
+        let request = hub
+            .client
+            .post(hub.url("/apis/registerCitizen"))
+            .header("accept", accept)
+            .json(&citizen(1032456789, "Op"));
+        let answer = hub.send(request).await;
+        assert!(
+            answer.status == 201 || answer.status == 501,
+            "{accept}: {}",
+            answer.status
+        );
+        assert_eq!(answer.content_type, "application/json", "{accept}");
+    }
+    let control = hub
         .client
-        .get(hub.url("/apis/getOperators"))
+        .get(hub.url("/control/faults"))
         .header("accept", "image/png");
-    assert_eq!(hub.send(request).await.status, 406);
+    assert_eq!(
+        hub.send(control).await.status,
+        406,
+        "the control API negotiates"
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_preflight_gets_500_too() {
+    let hub = spawn(Engine::Sqlite).await;
+    let preflight = hub
+        .client
+        .request(Method::OPTIONS, hub.url("/apis/registerCitizen"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST");
+    assert_eq!(hub.send(preflight).await.status, 500);
 }
 
 #[tokio::test]

@@ -70,6 +70,8 @@ async fn invalid_faults_name_the_field() {
         (json!({"fail_status": 404}), "fail_status"),
         (json!({"latency": 5}), "latency"),
         (json!({"latency_ms": "slow"}), "latency_ms"),
+        (json!({"latency_ms": 30000}), "latency_ms"),
+        (json!({"endpoints": ["registerCitzen"]}), "endpoints"),
     ] {
         let answer = hub.set_faults(faults).await;
         assert_eq!(answer.status, 422);
@@ -98,4 +100,48 @@ async fn reset_forgets_everything() {
     assert_eq!(state.body["citizens"], json!([]));
     assert_eq!(state.body["operators"], json!([]));
     assert_eq!(state.body["faults"]["latency_ms"], 0);
+}
+
+#[tokio::test]
+async fn a_configured_token_guards_the_control_api() {
+    let (db, _dir) = telar_testkit::sqlite_db("hub-sim").await;
+    let config = telar_carpeta_hub_sim::HubSimConfig {
+        control_token: Some("s3cret".into()),
+        ..Default::default()
+    };
+    let service = telar_carpeta_hub_sim::build(db, config, telar_kit::KitConfig::default())
+        .await
+        .expect("build");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(service.run(listener, std::future::pending()));
+    let client = reqwest::Client::new();
+    let missing = client
+        .post(format!("{base}/control/reset"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(missing.status(), 401);
+    let wrong = client
+        .post(format!("{base}/control/reset"))
+        .header("x-control-token", "s3creT")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(wrong.status(), 401);
+    let right = client
+        .post(format!("{base}/control/reset"))
+        .header("x-control-token", "s3cret")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(right.status(), 204);
+    let hub = client
+        .get(format!("{base}/apis/getOperators"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(hub.status(), 204, "the hub API itself needs no token");
 }
