@@ -59,11 +59,14 @@ struct Handles {
     errors: Option<metrics::Counter>,
 }
 
+/// (method, status, handles) of one route.
+type Registered = (&'static str, u16, Handles);
+
 /// Handles by route template, then (method, status). Bounded: templates, methods (see
 /// `method_label`) and statuses are all finite.
 #[derive(Default)]
 pub(crate) struct MetricHandles {
-    by_route: RwLock<HashMap<String, Vec<(&'static str, u16, Handles)>>>,
+    by_route: RwLock<HashMap<String, Vec<Registered>>>,
 }
 
 impl MetricHandles {
