@@ -3,7 +3,7 @@
 # same process, same load tool (wrk), same connections. Then `telar up` time-to-ready and idle RSS.
 set -euo pipefail
 quick="${1:-}"
-duration=10s; warmup=2s; runs=3
+duration=8s; warmup=2s; runs=5
 if [ "$quick" = "--quick" ]; then duration=4s; warmup=1s; runs=1; fi
 
 if ! command -v wrk >/dev/null; then
@@ -41,13 +41,19 @@ measure() { # url -> "rps p50ms p99ms"
 
 wrk -t1 -c32 -d"$warmup" "$bare" > /dev/null
 wrk -t1 -c32 -d"$warmup" "$kit" > /dev/null
-best_bare="0 0 0"; best_kit="0 0 0"
+# Interleaved runs (bare, kit, bare, kit, ...) so machine noise hits both alike; the result is
+# the median of the per-run ratios, with the median throughput and latencies of each side.
+: > "$work/runs"
 for run in $(seq 1 "$runs"); do
   b=$(measure "$bare"); k=$(measure "$kit")
   echo "[bench] run $run: bare $b | kit $k   (req/s p50_ms p99_ms)" >&2
-  if awk -v a="${b%% *}" -v c="${best_bare%% *}" 'BEGIN{exit !(a>c)}'; then best_bare=$b; fi
-  if awk -v a="${k%% *}" -v c="${best_kit%% *}" 'BEGIN{exit !(a>c)}'; then best_kit=$k; fi
+  echo "$b $k" >> "$work/runs"
 done
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+bare_rps=$(awk '{print $1}' "$work/runs" | median); kit_rps=$(awk '{print $4}' "$work/runs" | median)
+bare_p50=$(awk '{print $2}' "$work/runs" | median); kit_p50=$(awk '{print $5}' "$work/runs" | median)
+bare_p99=$(awk '{print $3}' "$work/runs" | median); kit_p99=$(awk '{print $6}' "$work/runs" | median)
+ratio=$(awk '{printf "%.4f\n", $4/$1}' "$work/runs" | median)
 exec 7>&-
 wait "$server" 2>/dev/null || true
 
@@ -68,10 +74,8 @@ for _ in $(seq 1 "$runs"); do
 done
 ready_ms=$(printf '%s\n' "${ready_times[@]}" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
 
-read -r bare_rps bare_p50 bare_p99 <<< "$best_bare"
-read -r kit_rps kit_p50 kit_p99 <<< "$best_kit"
-ratio=$(awk -v a="$kit_rps" -v b="$bare_rps" 'BEGIN { printf "%.3f", a/b }')
-echo "kit:   ${kit_rps} req/s  p50 ${kit_p50} ms  p99 ${kit_p99} ms"
+echo "kit:   ${kit_rps} req/s  p50 ${kit_p50} ms  p99 ${kit_p99} ms  (medians of ${runs} runs, wrk -t1 -c32 -d${duration})"
 echo "bare:  ${bare_rps} req/s  p50 ${bare_p50} ms  p99 ${bare_p99} ms"
+echo "kit/bare throughput: median per-run ratio ${ratio}"
 echo "telar up: ready in ${ready_ms} ms (median of ${runs}, exec to table)  idle RSS $((rss_kb / 1024)) MiB (${rss_kb} kB)"
 echo "RESULT name=kit value=${kit_rps} reference=${bare_rps} ratio=${ratio} unit=req/s"

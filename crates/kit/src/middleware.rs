@@ -5,8 +5,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
-use axum::middleware::Next;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
@@ -18,18 +22,28 @@ use crate::error::ApiError;
 pub(crate) const REQUEST_ID_HEADER: &str = "x-request-id";
 
 tokio::task_local! {
-    static REQUEST_ID: String;
+    static REQUEST_ID: HeaderValue;
 }
 
 /// The id of the request being handled, if called while handling one.
 pub(crate) fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+    REQUEST_ID
+        .try_with(|id| id.to_str().map(str::to_owned).ok())
+        .ok()
+        .flatten()
 }
 
 /// The request's id (the client's `X-Request-ID` when valid, else a new UUID v7), for handlers
 /// that pass it on to other services.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(pub String);
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // Only printable ASCII ids are accepted or generated.
+        self.0.to_str().unwrap_or("")
+    }
+}
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestId {
     type Rejection = std::convert::Infallible;
@@ -39,7 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
             .extensions
             .get::<RequestId>()
             .cloned()
-            .unwrap_or_else(|| RequestId(uuid::Uuid::now_v7().to_string())))
+            .unwrap_or_else(|| RequestId(new_request_id())))
     }
 }
 
@@ -99,10 +113,19 @@ impl MetricHandles {
 }
 
 /// Client ids are accepted if short and printable, so they can be logged and echoed safely.
-fn accepted_request_id(value: Option<&HeaderValue>) -> Option<String> {
-    let text = value?.to_str().ok()?;
-    let valid = !text.is_empty() && text.len() <= 128 && text.bytes().all(|b| b.is_ascii_graphic());
-    valid.then(|| text.to_owned())
+/// Held as a `HeaderValue`: cloning it for the extension, the task-local and the response
+/// header costs a reference count, not an allocation.
+fn accepted_request_id(value: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let value = value?;
+    let bytes = value.as_bytes();
+    let valid = !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic);
+    valid.then(|| value.clone())
+}
+
+fn new_request_id() -> HeaderValue {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
 /// Standard methods by name; anything else is `OTHER`, so clients cannot mint label values.
@@ -124,27 +147,74 @@ fn is_probe(route: &str) -> bool {
     matches!(route, "/health" | "/ready" | "/metrics")
 }
 
-pub(crate) async fn observe(
-    State(ctx): State<Observe>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+/// Wraps every route (and the fallback) of a service; see the module docs.
+#[derive(Clone)]
+pub(crate) struct ObserveLayer(Arc<Observe>);
+
+impl ObserveLayer {
+    pub(crate) fn new(observe: Observe) -> Self {
+        ObserveLayer(Arc::new(observe))
+    }
+}
+
+impl<S> tower::Layer<S> for ObserveLayer {
+    type Service = ObserveService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObserveService {
+            ctx: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// A hand-written service rather than `from_fn`: one boxed future per request and no boxed
+/// clone of the inner service (measured: `from_fn` cost ~8 % of throughput here).
+#[derive(Clone)]
+pub(crate) struct ObserveService<S> {
+    ctx: Arc<Observe>,
+    inner: S,
+}
+
+impl<S> tower::Service<Request> for ObserveService<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The clone takes the place of the service that was polled ready.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let ctx = self.ctx.clone();
+        Box::pin(async move { Ok(observe(&ctx, request, inner).await) })
+    }
+}
+
+async fn observe<S>(ctx: &Observe, mut request: Request, mut inner: S) -> Response
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+{
     let started = Instant::now();
     let request_id = accepted_request_id(request.headers().get(REQUEST_ID_HEADER))
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|path| path.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .unwrap_or_else(new_request_id);
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route: &str = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
         service = &*ctx.service,
-        request_id = request_id.as_str(),
+        request_id = request_id.to_str().unwrap_or(""),
         trace_id = tracing::field::Empty,
         method,
-        route = route.as_str(),
+        route,
     );
     let incoming = request
         .headers()
@@ -156,7 +226,11 @@ pub(crate) async fn observe(
     }
     let trace_id = incoming
         .map(|parent| parent.trace_id_hex())
-        .or_else(|| current_trace_id(&span))
+        .or_else(|| {
+            telar_telemetry::otlp_active()
+                .then(|| current_trace_id(&span))
+                .flatten()
+        })
         .unwrap_or_else(|| TraceParent::new_root().trace_id_hex());
     span.record("trace_id", trace_id.as_str());
     request
@@ -164,57 +238,54 @@ pub(crate) async fn observe(
         .insert(RequestId(request_id.clone()));
 
     let timeout = ctx.timeout;
-    let handle = async move {
-        match tokio::time::timeout(timeout, next.run(request)).await {
-            Ok(response) => response,
+    // Everything below runs inside the request span and with the request id in scope, so the
+    // handler's logs and every problem body carry them.
+    let handle = async {
+        let mut response = match tokio::time::timeout(timeout, inner.call(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(never)) => match never {},
             Err(_) => ApiError::with_status(
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
                 format!("the request took longer than {} ms", timeout.as_millis()),
             )
             .into_response(),
-        }
-    };
-    let mut response = REQUEST_ID
-        .scope(request_id.clone(), handle.instrument(span.clone()))
-        .await;
-
-    // axum answers a wrong method with a bare 405 from inside each route (so route layers
-    // still see the request); give it the same problem body as every other error.
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(http::header::CONTENT_TYPE)
-    {
-        let allow = response.headers().get(http::header::ALLOW).cloned();
-        response = REQUEST_ID.sync_scope(request_id.clone(), || {
-            ApiError::with_status(
+        };
+        // axum answers a wrong method with a bare 405 from inside each route (so route
+        // layers still see the request); give it the same problem body as every other error.
+        if response.status() == StatusCode::METHOD_NOT_ALLOWED
+            && !response.headers().contains_key(http::header::CONTENT_TYPE)
+        {
+            let allow = response.headers().get(http::header::ALLOW).cloned();
+            response = ApiError::with_status(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this path does not accept this method",
             )
-            .into_response()
-        });
-        if let Some(allow) = allow {
-            response.headers_mut().insert(http::header::ALLOW, allow);
+            .into_response();
+            if let Some(allow) = allow {
+                response.headers_mut().insert(http::header::ALLOW, allow);
+            }
         }
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, value);
-    }
-    let status = response.status().as_u16();
-    let elapsed = started.elapsed();
-    let handles = ctx.metrics.get(&ctx.service, method, &route, status);
-    handles.count.increment(1);
-    handles.duration.record(elapsed.as_secs_f64());
-    if let Some(errors) = handles.errors {
-        errors.increment(1);
-    }
-    let duration_ms = elapsed.as_secs_f64() * 1000.0;
-    span.in_scope(|| {
-        if is_probe(&route) {
+        let status = response.status().as_u16();
+        let elapsed = started.elapsed();
+        let handles = ctx.metrics.get(&ctx.service, method, route, status);
+        handles.count.increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+        if let Some(errors) = handles.errors {
+            errors.increment(1);
+        }
+        let duration_ms = elapsed.as_secs_f64() * 1000.0;
+        if is_probe(route) {
             tracing::debug!(status, duration_ms, "request completed");
         } else {
             tracing::info!(status, duration_ms, "request completed");
         }
-    });
+        response
+    };
+    let mut response = REQUEST_ID
+        .scope(request_id.clone(), handle.instrument(span))
+        .await;
+    response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     response
 }

@@ -1,8 +1,12 @@
 //! Content negotiation: JSON or XML by `Accept`, 406 when neither is acceptable.
 
 use axum::body::Body;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
@@ -73,21 +77,61 @@ impl Format {
     }
 }
 
-/// Middleware for API routes: refuses with 406 before running the handler when neither JSON
-/// nor XML is acceptable, and turns JSON bodies into XML when XML is preferred.
-pub(crate) async fn negotiate(request: Request, next: Next) -> Response {
-    let Some(format) = Format::from_accept(request.headers()) else {
-        return ApiError::with_status(
-            StatusCode::NOT_ACCEPTABLE,
-            "not_acceptable",
-            "this resource is available as application/json or application/xml",
-        )
-        .into_response();
-    };
-    let response = next.run(request).await;
-    match format {
-        Format::Json => response,
-        Format::Xml => to_xml(response).await,
+/// Layer for API routes: refuses with 406 before running the handler when neither JSON nor
+/// XML is acceptable, and turns JSON bodies into XML when XML is preferred. JSON requests pass
+/// through with no extra allocation.
+#[derive(Clone, Copy)]
+pub(crate) struct NegotiateLayer;
+
+impl<S> tower::Layer<S> for NegotiateLayer {
+    type Service = Negotiate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Negotiate { inner }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Negotiate<S> {
+    inner: S,
+}
+
+type BoxResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+impl<S> tower::Service<Request> for Negotiate<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures::future::Either<S::Future, BoxResponse>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        use futures::future::Either;
+        match Format::from_accept(request.headers()) {
+            Some(Format::Json) => Either::Left(self.inner.call(request)),
+            Some(Format::Xml) => {
+                let response = self.inner.call(request);
+                Either::Right(Box::pin(async move {
+                    let Ok(response) = response.await;
+                    Ok(to_xml(response).await)
+                }))
+            }
+            None => {
+                let refusal = ApiError::with_status(
+                    StatusCode::NOT_ACCEPTABLE,
+                    "not_acceptable",
+                    "this resource is available as application/json or application/xml",
+                )
+                .into_response();
+                Either::Right(Box::pin(async move { Ok(refusal) }))
+            }
+        }
     }
 }
 

@@ -107,7 +107,7 @@ impl Service {
         openapi.merge(KitDoc::openapi());
         openapi.info.title = self.name.clone();
         openapi.info.version = self.version.clone();
-        let api = api.layer(axum::middleware::from_fn(negotiate::negotiate));
+        let api = api.layer(negotiate::NegotiateLayer);
         let docs: Router = SwaggerUi::new("/docs").url("/openapi.json", openapi).into();
         let ops = Router::new()
             .route("/health", get(health::health))
@@ -135,10 +135,7 @@ impl Service {
             .layer(CatchPanicLayer::custom(|_| {
                 ApiError::internal("handler panicked").into_response()
             }))
-            .layer(axum::middleware::from_fn_with_state(
-                observe,
-                middleware::observe,
-            ))
+            .layer(middleware::ObserveLayer::new(observe))
     }
 
     /// Serves until `shutdown` resolves, then stops accepting and waits for in-flight requests
@@ -185,7 +182,6 @@ impl Service {
 async fn not_found() -> Response {
     ApiError::not_found("no route matches this path").into_response()
 }
-
 
 /// No layer at all when no origin is configured: preflights then reach the routes like any
 /// other request (and get 405 or whatever the service answers).

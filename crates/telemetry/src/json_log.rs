@@ -1,10 +1,16 @@
 //! A tracing layer that writes one JSON object per event, with the fields of every enclosing
 //! span (service, request_id, trace_id, ...) lifted to the top level so log tools can index them.
+//!
+//! The hot path is cheap on purpose (one log line per request): span fields are kept already
+//! JSON-encoded, the line is written straight into a byte buffer, and lines are appended to a
+//! shared buffer that a writer thread flushes to stdout every few milliseconds (or at once when
+//! it grows), so request handlers never make a `write` syscall or wake another thread.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tracing::field::{Field, Visit};
@@ -17,14 +23,14 @@ use tracing_subscriber::registry::LookupSpan;
 /// Where log lines go.
 #[derive(Clone)]
 pub enum LogSink {
-    /// Standard output, written by a dedicated thread (see [`StdoutWriter`]).
+    /// Standard output, through [`StdoutWriter`].
     Stdout,
     /// An in-memory buffer, for tests that assert on log lines.
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
 
-/// Writes JSON lines: `timestamp`, `level`, `target`, `message`, the event's fields and the
-/// fields of its spans (innermost wins).
+/// Writes JSON lines: `timestamp`, `level`, `target`, the fields of the enclosing spans
+/// (outermost first), then the event's own fields including `message`.
 pub struct JsonLogLayer {
     sink: Sink,
 }
@@ -37,7 +43,7 @@ enum Sink {
 impl JsonLogLayer {
     pub fn new(sink: LogSink) -> Self {
         let sink = match sink {
-            LogSink::Stdout => Sink::Stdout(Arc::new(StdoutWriter::start())),
+            LogSink::Stdout => Sink::Stdout(StdoutWriter::start()),
             LogSink::Buffer(buffer) => Sink::Buffer(buffer),
         };
         JsonLogLayer { sink }
@@ -51,114 +57,158 @@ impl JsonLogLayer {
         }
     }
 
-    fn write_line(&self, line: Vec<u8>) {
+    fn write_line(&self, line: &[u8]) {
         match &self.sink {
-            Sink::Stdout(writer) => writer.send(line),
+            Sink::Stdout(writer) => writer.append(line),
             Sink::Buffer(buffer) => {
                 if let Ok(mut buffer) = buffer.lock() {
-                    buffer.extend_from_slice(&line);
+                    buffer.extend_from_slice(line);
                 }
             }
         }
     }
 }
 
-enum Message {
-    Line(Vec<u8>),
-    Flush(mpsc::SyncSender<()>),
-}
+/// Pending bytes are written by the flusher thread this often.
+const FLUSH_EVERY: Duration = Duration::from_millis(10);
+/// Past this many pending bytes in one shard (stdout is not keeping up) the logging thread
+/// writes itself: back-pressure instead of unbounded memory or dropped lines.
+const WRITE_INLINE_AT: usize = 4 * 1024 * 1024;
+/// Independent buffers, so threads logging at the same time rarely share a lock.
+const SHARDS: usize = 8;
 
-/// Log lines go through a bounded channel to one thread that writes them in batches: request
-/// handlers never wait on a `write` syscall or on each other for the stdout lock. When the
-/// channel is full (stdout is not keeping up) senders wait: lines are never dropped.
+/// Pending lines, sharded by thread, and the thread that drains them to stdout. Lines of one
+/// thread stay in order; lines of different threads may interleave within a flush interval
+/// (each carries its timestamp).
 pub(crate) struct StdoutWriter {
-    sender: mpsc::SyncSender<Message>,
+    shards: [Mutex<Vec<u8>>; SHARDS],
 }
 
-/// Lines buffered between the application and the writer thread.
-const QUEUED_LINES: usize = 16 * 1024;
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+}
 
 impl StdoutWriter {
-    fn start() -> Self {
-        let (sender, receiver) = mpsc::sync_channel::<Message>(QUEUED_LINES);
-        let spawned = std::thread::Builder::new()
+    fn start() -> Arc<Self> {
+        let writer = Arc::new(StdoutWriter {
+            shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
+        });
+        let flusher = Arc::downgrade(&writer);
+        let _ = std::thread::Builder::new()
             .name("telar-log-writer".into())
-            .spawn(move || write_batches(&receiver));
-        if spawned.is_err() {
-            // No thread: fall back to a channel nobody reads, flushed synchronously below.
-            let (fallback, _) = mpsc::sync_channel(0);
-            return StdoutWriter { sender: fallback };
-        }
-        StdoutWriter { sender }
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(FLUSH_EVERY);
+                    match flusher.upgrade() {
+                        Some(writer) => writer.flush(),
+                        None => return,
+                    }
+                }
+            });
+        writer
     }
 
-    fn send(&self, line: Vec<u8>) {
-        if let Err(mpsc::SendError(Message::Line(line))) = self.sender.send(Message::Line(line)) {
-            let _ = std::io::stdout().lock().write_all(&line);
+    fn append(&self, line: &[u8]) {
+        let shard = SHARD.with(|shard| *shard);
+        let Ok(mut pending) = self.shards[shard].lock() else {
+            write_out(line);
+            return;
+        };
+        pending.extend_from_slice(line);
+        if pending.len() >= WRITE_INLINE_AT {
+            let batch = std::mem::take(&mut *pending);
+            drop(pending);
+            write_out(&batch);
         }
     }
 
-    /// Waits (up to two seconds) until every line sent so far is written.
+    /// Writes everything pending now (every interval, and at exit).
     pub(crate) fn flush(&self) {
-        let (ack, done) = mpsc::sync_channel(1);
-        if self.sender.send(Message::Flush(ack)).is_ok() {
-            let _ = done.recv_timeout(std::time::Duration::from_secs(2));
+        for shard in &self.shards {
+            let batch = match shard.lock() {
+                Ok(mut pending) if !pending.is_empty() => {
+                    let capacity = pending.capacity();
+                    std::mem::replace(&mut *pending, Vec::with_capacity(capacity))
+                }
+                _ => continue,
+            };
+            write_out(&batch);
         }
     }
 }
 
-fn write_batches(receiver: &mpsc::Receiver<Message>) {
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while let Ok(first) = receiver.recv() {
-        let mut acks = Vec::new();
-        let mut next = Some(first);
-        while let Some(message) = next.take() {
-            match message {
-                Message::Line(line) => batch.extend_from_slice(&line),
-                Message::Flush(ack) => acks.push(ack),
-            }
-            if batch.len() < 256 * 1024 {
-                next = receiver.try_recv().ok();
-            }
+fn write_out(batch: &[u8]) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(batch);
+    let _ = out.flush();
+}
+
+/// A span's fields, already rendered as `,"name":value` JSON members (one allocation per span;
+/// a field recorded twice appears twice and JSON readers keep the last).
+struct SpanFields(Vec<u8>);
+
+/// Writes each field as a `,"name":value` member straight into a line buffer.
+struct FieldWriter<'a>(&'a mut Vec<u8>);
+
+impl FieldWriter<'_> {
+    fn name(&mut self, field: &Field) {
+        let name = field.name();
+        self.0.push(b',');
+        // Field names are identifiers in practice; escape only the rare one that needs it.
+        if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.0.push(b'"');
+            self.0.extend_from_slice(name.as_bytes());
+            self.0.push(b'"');
+        } else {
+            let _ = serde_json::to_writer(&mut *self.0, name);
         }
-        let mut out = std::io::stdout().lock();
-        let _ = out.write_all(&batch);
-        let _ = out.flush();
-        batch.clear();
-        for ack in acks {
-            let _ = ack.send(());
+        self.0.push(b':');
+    }
+
+    fn json<T: serde::Serialize + ?Sized>(&mut self, field: &Field, value: &T) {
+        self.name(field);
+        if serde_json::to_writer(&mut *self.0, value).is_err() {
+            self.0.extend_from_slice(b"null");
         }
     }
 }
 
-/// The recorded fields of a span, kept in the span's extensions.
-struct SpanFields(Map<String, Value>);
-
-struct JsonVisitor<'a>(&'a mut Map<String, Value>);
-
-impl Visit for JsonVisitor<'_> {
+impl Visit for FieldWriter<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.json(field, &value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.json(field, &value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.json(field, &value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.json(field, &value);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.into());
+        self.json(field, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
-        self.0
-            .insert(field.name().to_owned(), value.to_string().into());
+        self.json(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.0
-            .insert(field.name().to_owned(), format!("{value:?}").into());
+        self.json(field, &format!("{value:?}"));
+    }
+}
+
+fn level_json(level: &tracing::Level) -> &'static [u8] {
+    match *level {
+        tracing::Level::ERROR => b"\"error\"",
+        tracing::Level::WARN => b"\"warn\"",
+        tracing::Level::INFO => b"\"info\"",
+        tracing::Level::DEBUG => b"\"debug\"",
+        tracing::Level::TRACE => b"\"trace\"",
     }
 }
 
@@ -167,8 +217,8 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut fields = Map::new();
-        attrs.record(&mut JsonVisitor(&mut fields));
+        let mut fields = Vec::with_capacity(192);
+        attrs.record(&mut FieldWriter(&mut fields));
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(SpanFields(fields));
         }
@@ -178,47 +228,35 @@ where
         if let Some(span) = ctx.span(id) {
             let mut extensions = span.extensions_mut();
             if let Some(fields) = extensions.get_mut::<SpanFields>() {
-                values.record(&mut JsonVisitor(&mut fields.0));
+                values.record(&mut FieldWriter(&mut fields.0));
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut line = Map::new();
-        let now = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default();
-        line.insert("timestamp".into(), now.into());
-        line.insert(
-            "level".into(),
-            event
-                .metadata()
-                .level()
-                .as_str()
-                .to_ascii_lowercase()
-                .into(),
-        );
-        line.insert("target".into(), event.metadata().target().into());
+        let mut line = Vec::with_capacity(512);
+        line.extend_from_slice(b"{\"timestamp\":\"");
+        let _ = OffsetDateTime::now_utc().format_into(&mut line, &Rfc3339);
+        line.extend_from_slice(b"\",\"level\":");
+        line.extend_from_slice(level_json(event.metadata().level()));
+        line.extend_from_slice(b",\"target\":");
+        let _ = serde_json::to_writer(&mut line, event.metadata().target());
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(fields) = span.extensions().get::<SpanFields>() {
-                    for (name, value) in &fields.0 {
-                        line.insert(name.clone(), value.clone());
-                    }
+                    line.extend_from_slice(&fields.0);
                 }
             }
         }
-        event.record(&mut JsonVisitor(&mut line));
-        let Ok(mut bytes) = serde_json::to_vec(&Value::Object(line)) else {
-            return;
-        };
-        bytes.push(b'\n');
-        self.write_line(bytes);
+        event.record(&mut FieldWriter(&mut line));
+        line.extend_from_slice(b"}\n");
+        self.write_line(&line);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
@@ -237,7 +275,11 @@ mod tests {
             );
             span.record("trace_id", "0af7651916cd43dd8448eb211c80319c");
             let _entered = span.enter();
-            tracing::info!(status = 201, "citizen registered");
+            tracing::info!(
+                status = 201,
+                detail = "quote \" and\nnewline",
+                "citizen registered"
+            );
         });
         let text = String::from_utf8(buffer.lock().map(|b| b.clone()).unwrap_or_default())
             .unwrap_or_default();
@@ -248,5 +290,9 @@ mod tests {
         assert_eq!(line["message"], "citizen registered");
         assert_eq!(line["status"], 201);
         assert_eq!(line["level"], "info");
+        assert_eq!(
+            line["detail"], "quote \" and\nnewline",
+            "values are escaped"
+        );
     }
 }

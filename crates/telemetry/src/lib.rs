@@ -12,9 +12,9 @@ pub use json_log::{JsonLogLayer, LogSink};
 pub use prometheus::{install_metrics, render_metrics};
 pub use trace::{TraceParent, current_trace_id};
 
+use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
 
 /// Errors while setting telemetry up.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,13 @@ pub enum Error {
     Otlp(String),
     #[error("a global tracing subscriber is already installed")]
     AlreadyInstalled,
+}
+
+static OTLP_ACTIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported over OTLP in this process (trace ids then come from the exporter).
+pub fn otlp_active() -> bool {
+    OTLP_ACTIVE.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Keeps the trace exporter alive; dropping it flushes what is buffered (bounded by the
@@ -56,7 +63,8 @@ pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, E
     })?;
     let json = JsonLogLayer::new(LogSink::Stdout);
     let writer = json.stdout_writer();
-    let logs = json.with_filter(filter);
+    // One global filter (not a per-layer one): cheaper on the hot path, and spans exported over
+    // OTLP follow the same level as logs.
     let (otel_layer, provider) = if config.otlp.enabled {
         let (layer, provider) = trace::otlp_layer(&config.otlp, process)?;
         (Some(layer), Some(provider))
@@ -64,10 +72,12 @@ pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, E
         (None, None)
     };
     tracing_subscriber::registry()
-        .with(logs)
+        .with(filter)
+        .with(json)
         .with(otel_layer)
         .try_init()
         .map_err(|_| Error::AlreadyInstalled)?;
+    OTLP_ACTIVE.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     Ok(TelemetryGuard {
         provider,
         logs: writer,
