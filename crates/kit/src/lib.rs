@@ -17,7 +17,7 @@ pub use error::{ApiError, FieldError, Problem};
 pub use health::ReadyCheck;
 pub use middleware::RequestId;
 pub use negotiate::Format;
-pub use payload::Payload;
+pub use payload::{Payload, body_bytes};
 pub use service::Service;
 
 /// Re-exported so services declare routes without depending on utoipa-axum directly.

@@ -50,6 +50,24 @@ where
     }
 }
 
+/// The raw body, within the service's size limit (413 problem beyond it), for handlers that
+/// parse bodies their own way.
+pub async fn body_bytes<S: Send + Sync>(request: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::with_status(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    "request body exceeds the size limit of this service",
+                )
+            } else {
+                ApiError::bad_request(rejection.body_text())
+            }
+        })
+}
+
 fn body_format(headers: &http::HeaderMap) -> Result<Format, ApiError> {
     let unsupported = |detail: String| {
         ApiError::with_status(

@@ -59,6 +59,28 @@ impl Row {
     }
 }
 
+/// Binds every value to a sqlx query of either engine (the same code, two concrete types).
+macro_rules! bind_all {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                Value::NullInt => query.bind(None::<i64>),
+                Value::NullText => query.bind(None::<String>),
+                Value::NullFloat => query.bind(None::<f64>),
+                Value::NullBool => query.bind(None::<bool>),
+                Value::NullBytes => query.bind(None::<Vec<u8>>),
+                Value::Bool(v) => query.bind(v),
+                Value::Int(v) => query.bind(v),
+                Value::Float(v) => query.bind(v),
+                Value::Text(v) => query.bind(v),
+                Value::Bytes(v) => query.bind(v),
+            };
+        }
+        query
+    }};
+}
+
 type SqliteQuery = sqlx::query::Query<'static, Sqlite, SqliteArguments>;
 type PgQuery = sqlx::query::Query<'static, Postgres, PgArguments>;
 
@@ -70,41 +92,11 @@ impl Query {
     }
 
     fn sqlite(self) -> SqliteQuery {
-        let mut query = sqlx::query(AssertSqlSafe(self.sql));
-        for arg in self.args {
-            query = match arg {
-                Value::NullInt => query.bind(None::<i64>),
-                Value::NullText => query.bind(None::<String>),
-                Value::NullFloat => query.bind(None::<f64>),
-                Value::NullBool => query.bind(None::<bool>),
-                Value::NullBytes => query.bind(None::<Vec<u8>>),
-                Value::Bool(v) => query.bind(v),
-                Value::Int(v) => query.bind(v),
-                Value::Float(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::Bytes(v) => query.bind(v),
-            };
-        }
-        query
+        bind_all!(sqlx::query(AssertSqlSafe(self.sql)), self.args)
     }
 
     fn postgres(self) -> PgQuery {
-        let mut query = sqlx::query(AssertSqlSafe(self.sql));
-        for arg in self.args {
-            query = match arg {
-                Value::NullInt => query.bind(None::<i64>),
-                Value::NullText => query.bind(None::<String>),
-                Value::NullFloat => query.bind(None::<f64>),
-                Value::NullBool => query.bind(None::<bool>),
-                Value::NullBytes => query.bind(None::<Vec<u8>>),
-                Value::Bool(v) => query.bind(v),
-                Value::Int(v) => query.bind(v),
-                Value::Float(v) => query.bind(v),
-                Value::Text(v) => query.bind(v),
-                Value::Bytes(v) => query.bind(v),
-            };
-        }
-        query
+        bind_all!(sqlx::query(AssertSqlSafe(self.sql)), self.args)
     }
 
     /// Runs the statement; returns the number of rows it changed.

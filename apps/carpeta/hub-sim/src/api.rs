@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{StatusCode, header};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -48,19 +47,7 @@ impl<S: Send + Sync> FromRequest<S> for HubBody {
                     .to_ascii_lowercase()
                     .starts_with("application/json")
             });
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::with_status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "request body exceeds 100 KiB",
-                    )
-                } else {
-                    ApiError::bad_request(rejection.body_text())
-                }
-            })?;
+        let bytes = telar_kit::body_bytes(request, state).await?;
         if !is_json || bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(HubBody(Value::Object(Map::new())));
         }
