@@ -81,7 +81,11 @@ impl Settings {
         }
         let env = Env::prefixed("TELAR_")
             .split("__")
-            .filter(|key| key.as_str() != "config" && !key.as_str().starts_with("test_"))
+            // Keys keep their original case here: compare without it.
+            .filter(|key| {
+                let key = key.as_str().to_ascii_lowercase();
+                key != "config" && !key.starts_with("test_")
+            })
             .map(|key| env_key_to_config_key(key.as_str()).into());
         figment = figment.merge(env);
         let settings: Settings = figment.extract().map_err(|error| {
