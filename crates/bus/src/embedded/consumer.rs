@@ -1,0 +1,202 @@
+//! A consumer of the embedded bus: claims deliveries for its group, runs the handler on each
+//! (bounded concurrency), settles the outcome through the writer.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use telar_types::Envelope;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::Inner;
+use super::dead_letters::now_rfc3339;
+use super::writer::{Claim, Command, Settlement, now_ms};
+use crate::bus::SubscribeOptions;
+use crate::dead_letter::Attempt;
+use crate::handler::{Delivery, Handler, Outcome};
+
+/// Longest wait between claims when nothing signals new work (safety net for clock-based
+/// wake-ups: retry delays and lease expiries).
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    options: SubscribeOptions,
+    handler: Arc<dyn Handler>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(options.max_in_flight));
+    let notify = inner.notifier(&options.group);
+    let options = Arc::new(options);
+    let mut in_flight = JoinSet::new();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        // Register for wake-ups before claiming, so a publish between the claim and the wait
+        // is not missed.
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+
+        let free = permits.available_permits();
+        if free == 0 {
+            tokio::select! {
+                _ = in_flight.join_next() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        let lease_ms = options.lease.as_millis() as i64;
+        let claimed = inner
+            .send(|reply| Command::Claim {
+                group: options.group.clone(),
+                max: u32::try_from(free).unwrap_or(u32::MAX),
+                lease_ms,
+                reply,
+            })
+            .await;
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(group = %options.group, %error, "claim failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
+        if claimed.deliveries.is_empty() {
+            let idle = claimed
+                .next_due_ms
+                .map(|due| Duration::from_millis(u64::try_from(due - now_ms()).unwrap_or(0).max(1)))
+                .unwrap_or(MAX_IDLE)
+                .min(MAX_IDLE);
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => {}
+                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+            }
+            continue;
+        }
+        for claim in claimed.deliveries {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                break;
+            };
+            let inner = inner.clone();
+            let handler = handler.clone();
+            let options = options.clone();
+            in_flight.spawn(async move {
+                let _permit = permit;
+                deliver(&inner, &options, handler.as_ref(), claim).await;
+            });
+        }
+        // Reap finished tasks so the set does not grow.
+        while in_flight.try_join_next().is_some() {}
+    }
+    // Drain: let in-flight deliveries finish and settle.
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn deliver(inner: &Inner, options: &SubscribeOptions, handler: &dyn Handler, claim: Claim) {
+    let started = Instant::now();
+    let (settlement, topic, outcome_label) = match Envelope::from_json(&claim.envelope) {
+        Err(error) => (
+            dead(format!("undecodable envelope: {error}"), &claim),
+            "undecodable".to_owned(),
+            "dead",
+        ),
+        Ok(envelope) => {
+            let topic = envelope.ty.clone();
+            let delivery = Delivery {
+                envelope,
+                group: options.group.clone(),
+                attempt: claim.attempt,
+            };
+            let run = AssertUnwindSafe(handler.handle(delivery)).catch_unwind();
+            let outcome = match tokio::time::timeout(options.handler_timeout, run).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => {
+                    Outcome::reject(format!("handler panicked: {}", panic_message(&panic)))
+                }
+                Err(_) => Outcome::retry(format!(
+                    "handler timed out after {} ms",
+                    options.handler_timeout.as_millis()
+                )),
+            };
+            let (settlement, label) = decide(options, &claim, outcome);
+            (settlement, topic, label)
+        }
+    };
+    let group = options.group.clone();
+    metrics::histogram!("queue_processing_duration", "topic" => topic.clone(), "group" => group.clone())
+        .record(started.elapsed().as_secs_f64());
+    if outcome_label == "ack" {
+        metrics::counter!("queue_message_consumed", "topic" => topic, "group" => group.clone())
+            .increment(1);
+    } else {
+        metrics::counter!("queue_message_failed", "topic" => topic, "group" => group.clone(), "outcome" => outcome_label)
+            .increment(1);
+    }
+    let result = inner
+        .send(|reply| Command::Settle {
+            group,
+            seq: claim.seq,
+            attempt: claim.attempt,
+            settlement,
+            reply,
+        })
+        .await;
+    if let Err(error) = result {
+        // The lease will expire and the message be delivered again.
+        tracing::warn!(group = %options.group, seq = claim.seq, %error, "settle failed");
+    }
+}
+
+fn decide(
+    options: &SubscribeOptions,
+    claim: &Claim,
+    outcome: Outcome,
+) -> (Settlement, &'static str) {
+    match outcome {
+        Outcome::Ack => (Settlement::Ack, "ack"),
+        Outcome::Reject { reason } => (dead(reason, claim), "dead"),
+        Outcome::Retry { reason, after } => {
+            if claim.attempt >= options.policy.max_attempts {
+                let reason = format!("gave up after {} attempts: {reason}", claim.attempt);
+                return (dead(reason, claim), "dead");
+            }
+            let mut history = claim.history.clone();
+            history.push(Attempt {
+                attempt: claim.attempt,
+                at: now_rfc3339(),
+                error: reason,
+            });
+            let delay = after.unwrap_or_else(|| options.policy.backoff(claim.attempt));
+            let at_ms = now_ms() + delay.as_millis() as i64;
+            (Settlement::Retry { at_ms, history }, "retry")
+        }
+    }
+}
+
+fn dead(error: String, claim: &Claim) -> Settlement {
+    let mut history = claim.history.clone();
+    history.push(Attempt {
+        attempt: claim.attempt,
+        at: now_rfc3339(),
+        error: error.clone(),
+    });
+    Settlement::Dead { error, history }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}

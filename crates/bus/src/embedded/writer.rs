@@ -1,0 +1,397 @@
+//! The single writer: group commit of every bus write.
+
+use std::collections::BTreeSet;
+use std::sync::Weak;
+
+use telar_sql::{Db, Tx, query};
+use telar_types::Envelope;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Inner;
+use crate::dead_letter::Attempt;
+use crate::topic::TopicPattern;
+use crate::{Error, Result};
+
+/// Commands applied per transaction, at most.
+const MAX_BATCH: usize = 2048;
+
+pub(crate) enum Command {
+    Publish {
+        envelopes: Vec<Envelope>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Register {
+        group: String,
+        pattern: TopicPattern,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    Claim {
+        group: String,
+        max: u32,
+        lease_ms: i64,
+        reply: oneshot::Sender<Result<Claimed>>,
+    },
+    Settle {
+        group: String,
+        seq: i64,
+        attempt: u32,
+        settlement: Settlement,
+        reply: oneshot::Sender<Result<()>>,
+    },
+}
+
+pub(crate) struct Claimed {
+    pub deliveries: Vec<Claim>,
+    /// When the group's next delivery becomes claimable (retry delay or lease end), if known.
+    pub next_due_ms: Option<i64>,
+}
+
+pub(crate) struct Claim {
+    pub seq: i64,
+    pub attempt: u32,
+    pub envelope: Vec<u8>,
+    pub history: Vec<Attempt>,
+}
+
+pub(crate) enum Settlement {
+    Ack,
+    Retry {
+        at_ms: i64,
+        history: Vec<Attempt>,
+    },
+    Dead {
+        error: String,
+        history: Vec<Attempt>,
+    },
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+pub(crate) async fn load_groups(db: &Db) -> Result<Vec<(String, TopicPattern)>> {
+    let rows = query("SELECT name, pattern FROM bus_groups")
+        .fetch_all(db)
+        .await?;
+    let mut groups = Vec::with_capacity(rows.len());
+    for row in rows {
+        let pattern: String = row.get("pattern")?;
+        groups.push((row.get("name")?, TopicPattern::parse(&pattern)?));
+    }
+    Ok(groups)
+}
+
+/// A command's answer, sent only after the transaction committed.
+enum Done {
+    Unit(oneshot::Sender<Result<()>>, Result<()>),
+    Claimed(oneshot::Sender<Result<Claimed>>, Result<Claimed>),
+}
+
+impl Done {
+    fn fail(self, reason: &str) {
+        match self {
+            Done::Unit(reply, _) => {
+                let _ = reply.send(Err(Error::Storage(reason.to_owned())));
+            }
+            Done::Claimed(reply, _) => {
+                let _ = reply.send(Err(Error::Storage(reason.to_owned())));
+            }
+        }
+    }
+
+    fn send(self) {
+        match self {
+            Done::Unit(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Done::Claimed(reply, result) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(
+    db: Db,
+    mut receiver: mpsc::Receiver<Command>,
+    mut groups: Vec<(String, TopicPattern)>,
+    inner: Weak<Inner>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = receiver.recv().await {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        let mut woken = BTreeSet::new();
+        let mut dead = false;
+        let mut done = Vec::with_capacity(batch.len());
+        let committed = match db.begin().await {
+            Ok(mut tx) => {
+                for command in batch.drain(..) {
+                    done.push(apply(&mut tx, command, &mut groups, &mut woken, &mut dead).await);
+                }
+                tx.commit().await.map_err(|e| e.to_string())
+            }
+            Err(error) => {
+                let reason = error.to_string();
+                for command in batch.drain(..) {
+                    reject(command, &reason);
+                }
+                Err(reason)
+            }
+        };
+        match committed {
+            Ok(()) => {
+                done.into_iter().for_each(Done::send);
+                if let Some(inner) = inner.upgrade() {
+                    inner.wake(&woken.into_iter().collect::<Vec<_>>());
+                }
+                if dead {
+                    super::dead_letters::refresh_gauge(&db).await;
+                }
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "bus commit failed");
+                done.into_iter().for_each(|d| d.fail(&reason));
+                // Registrations of the failed batch did not happen.
+                if let Ok(stored) = load_groups(&db).await {
+                    groups = stored;
+                }
+            }
+        }
+    }
+}
+
+fn reject(command: Command, reason: &str) {
+    let error = || Error::Storage(reason.to_owned());
+    match command {
+        Command::Publish { reply, .. }
+        | Command::Register { reply, .. }
+        | Command::Settle { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+        Command::Claim { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+    }
+}
+
+async fn apply(
+    tx: &mut Tx,
+    command: Command,
+    groups: &mut Vec<(String, TopicPattern)>,
+    woken: &mut BTreeSet<String>,
+    dead: &mut bool,
+) -> Done {
+    match command {
+        Command::Publish { envelopes, reply } => {
+            let result = publish(tx, &envelopes, groups, woken).await;
+            Done::Unit(reply, result)
+        }
+        Command::Register {
+            group,
+            pattern,
+            reply,
+        } => {
+            let result = register(tx, &group, &pattern, groups).await;
+            Done::Unit(reply, result)
+        }
+        Command::Claim {
+            group,
+            max,
+            lease_ms,
+            reply,
+        } => Done::Claimed(reply, claim(tx, &group, max, lease_ms).await),
+        Command::Settle {
+            group,
+            seq,
+            attempt,
+            settlement,
+            reply,
+        } => {
+            if matches!(settlement, Settlement::Dead { .. }) {
+                *dead = true;
+            }
+            Done::Unit(reply, settle(tx, &group, seq, attempt, settlement).await)
+        }
+    }
+}
+
+async fn publish(
+    tx: &mut Tx,
+    envelopes: &[Envelope],
+    groups: &[(String, TopicPattern)],
+    woken: &mut BTreeSet<String>,
+) -> Result<()> {
+    let now = now_ms();
+    for envelope in envelopes {
+        let bytes = envelope.to_json();
+        let inserted = query(
+            "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (id) DO NOTHING RETURNING seq",
+        )
+        .bind(&envelope.id)
+        .bind(&envelope.ty)
+        .bind(envelope.subject.clone())
+        .bind(bytes.clone())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        // Already published (same envelope id): duplicate suppressed.
+        let Some(row) = inserted else { continue };
+        let seq: i64 = row.get("seq")?;
+        for (group, pattern) in groups.iter().filter(|(_, p)| p.matches(&envelope.ty)) {
+            query("INSERT INTO bus_deliveries (grp, seq, subject, envelope, available_at) VALUES ($1, $2, $3, $4, $5)")
+                .bind(group)
+                .bind(seq)
+                .bind(envelope.subject.clone())
+                .bind(bytes.clone())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            let _ = pattern;
+            woken.insert(group.clone());
+        }
+    }
+    Ok(())
+}
+
+async fn register(
+    tx: &mut Tx,
+    group: &str,
+    pattern: &TopicPattern,
+    groups: &mut Vec<(String, TopicPattern)>,
+) -> Result<()> {
+    if let Some((_, existing)) = groups.iter().find(|(name, _)| name == group) {
+        if existing == pattern {
+            return Ok(());
+        }
+        return Err(Error::GroupPattern {
+            group: group.to_owned(),
+            existing: existing.as_str().to_owned(),
+            requested: pattern.as_str().to_owned(),
+        });
+    }
+    query("INSERT INTO bus_groups (name, pattern, created_at) VALUES ($1, $2, $3)")
+        .bind(group)
+        .bind(pattern.as_str())
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
+    groups.push((group.to_owned(), pattern.clone()));
+    Ok(())
+}
+
+async fn claim(tx: &mut Tx, group: &str, max: u32, lease_ms: i64) -> Result<Claimed> {
+    let now = now_ms();
+    let rows = query(
+        "UPDATE bus_deliveries SET lease_until = $1, attempts = attempts + 1
+         WHERE grp = $2 AND seq IN (
+             SELECT d.seq FROM bus_deliveries d
+             WHERE d.grp = $2 AND d.available_at <= $3
+               AND (d.lease_until IS NULL OR d.lease_until < $3)
+               AND (d.subject IS NULL OR NOT EXISTS (
+                   SELECT 1 FROM bus_deliveries e
+                   WHERE e.grp = d.grp AND e.subject = d.subject AND e.seq < d.seq))
+             ORDER BY d.seq LIMIT $4)
+         RETURNING seq, attempts, envelope, history",
+    )
+    .bind(now + lease_ms)
+    .bind(group)
+    .bind(now)
+    .bind(i64::from(max))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut deliveries = Vec::with_capacity(rows.len());
+    for row in rows {
+        let history: String = row.get("history")?;
+        deliveries.push(Claim {
+            seq: row.get("seq")?,
+            attempt: u32::try_from(row.get::<i64>("attempts")?).unwrap_or(u32::MAX),
+            envelope: row.get("envelope")?,
+            history: serde_json::from_str(&history).unwrap_or_default(),
+        });
+    }
+    deliveries.sort_by_key(|d| d.seq);
+    let next_due_ms = if deliveries.is_empty() {
+        query(
+            "SELECT MIN(CASE WHEN lease_until IS NOT NULL THEN lease_until ELSE available_at END) AS due
+             FROM bus_deliveries WHERE grp = $1",
+        )
+        .bind(group)
+        .fetch_one(&mut *tx)
+        .await?
+        .get::<Option<i64>>("due")?
+    } else {
+        None
+    };
+    Ok(Claimed {
+        deliveries,
+        next_due_ms,
+    })
+}
+
+async fn settle(
+    tx: &mut Tx,
+    group: &str,
+    seq: i64,
+    attempt: u32,
+    settlement: Settlement,
+) -> Result<()> {
+    // `attempts = $3` makes a late settlement (the lease expired and the message was claimed
+    // again) a no-op instead of undoing the newer delivery.
+    match settlement {
+        Settlement::Ack => {
+            query("DELETE FROM bus_deliveries WHERE grp = $1 AND seq = $2 AND attempts = $3")
+                .bind(group)
+                .bind(seq)
+                .bind(i64::from(attempt))
+                .execute(&mut *tx)
+                .await?;
+        }
+        Settlement::Retry { at_ms, history } => {
+            query(
+                "UPDATE bus_deliveries SET lease_until = NULL, available_at = $4, history = $5
+                 WHERE grp = $1 AND seq = $2 AND attempts = $3",
+            )
+            .bind(group)
+            .bind(seq)
+            .bind(i64::from(attempt))
+            .bind(at_ms)
+            .bind(serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        Settlement::Dead { error, history } => {
+            let moved = query(
+                "INSERT INTO bus_dead_letters (grp, seq, message_id, topic, subject, envelope, last_error, attempts, history, dead_at)
+                 SELECT d.grp, d.seq, m.id, m.topic, d.subject, d.envelope, $4, d.attempts, $5, $6
+                 FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
+                 WHERE d.grp = $1 AND d.seq = $2 AND d.attempts = $3",
+            )
+            .bind(group)
+            .bind(seq)
+            .bind(i64::from(attempt))
+            .bind(error)
+            .bind(serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()))
+            .bind(super::dead_letters::now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+            if moved > 0 {
+                query("DELETE FROM bus_deliveries WHERE grp = $1 AND seq = $2")
+                    .bind(group)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,115 @@
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde_json::json;
+use telar_bus::{
+    Backend, Bus, DeadLetter, DeadLetterFilter, EmbeddedBus, EmbeddedConfig, Handler, Result,
+    SubscribeOptions, Subscription, TopicPattern,
+};
+use telar_types::Envelope;
+
+/// A bus under test, and what keeps its storage alive.
+pub struct TestBus {
+    pub bus: Bus,
+    pub reopen: Box<dyn Fn() -> BoxFuture<'static, Bus> + Send + Sync>,
+    _dir: Option<Arc<tempfile::TempDir>>,
+}
+
+pub async fn embedded() -> TestBus {
+    let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+    let config = EmbeddedConfig {
+        path: dir.path().join("bus.db"),
+        ..EmbeddedConfig::default()
+    };
+    let bus = Bus::new(EmbeddedBus::open(&config).await.expect("open bus"));
+    let keep = dir.clone();
+    TestBus {
+        bus,
+        reopen: Box::new(move || {
+            let config = config.clone();
+            let _keep = keep.clone();
+            Box::pin(async move { Bus::new(EmbeddedBus::open(&config).await.expect("reopen bus")) })
+        }),
+        _dir: Some(dir),
+    }
+}
+
+pub fn event(topic: &str, subject: &str, n: u64) -> Envelope {
+    Envelope::new("/test", topic, json!({"n": n})).with_subject(subject)
+}
+
+pub fn n_of(envelope: &Envelope) -> u64 {
+    envelope
+        .data
+        .as_ref()
+        .and_then(|d| d["n"].as_u64())
+        .unwrap_or(u64::MAX)
+}
+
+pub fn options(group: &str) -> SubscribeOptions {
+    SubscribeOptions::group(group)
+}
+
+/// Polls `check` until it holds or 15 s pass (for effects that land after an acknowledgement).
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+pub async fn dead_letters(bus: &Bus, group: &str) -> Vec<DeadLetter> {
+    bus.dead_letters(DeadLetterFilter::group(group))
+        .await
+        .expect("list dead letters")
+}
+
+/// A backend decorator whose publishes fail while `down` is set: a broker outage.
+pub struct Flaky {
+    pub inner: Bus,
+    pub down: Arc<AtomicBool>,
+}
+
+impl Backend for Flaky {
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+    fn publish_batch(&self, envelopes: Vec<Envelope>) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(telar_bus::Error::Closed);
+            }
+            self.inner.publish_batch(envelopes).await
+        })
+    }
+    fn subscribe(
+        &self,
+        pattern: TopicPattern,
+        options: SubscribeOptions,
+        handler: Arc<dyn Handler>,
+    ) -> BoxFuture<'_, Result<Subscription>> {
+        Box::pin(async move {
+            let handler = move |delivery| handler.handle(delivery);
+            self.inner
+                .subscribe(pattern.as_str(), options, handler)
+                .await
+        })
+    }
+    fn dead_letters(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<Vec<DeadLetter>>> {
+        Box::pin(self.inner.dead_letters(filter))
+    }
+    fn replay(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.replay(filter))
+    }
+    fn purge(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
+        Box::pin(self.inner.purge(filter))
+    }
+}

@@ -1,0 +1,555 @@
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use telar_bus::{DeadLetterFilter, Outcome, RetryPolicy};
+use tokio::sync::{Notify, mpsc};
+
+use crate::helpers::{TestBus, dead_letters, event, eventually, n_of, options};
+
+async fn publish_then_consume(t: TestBus) {
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let sub = t
+        .bus
+        .subscribe(
+            "carpeta.citizen.*",
+            options("read-models"),
+            move |d: telar_bus::Delivery| {
+                let seen = seen.clone();
+                async move {
+                    let _ = seen.send((d.envelope.ty.clone(), n_of(&d.envelope), d.attempt));
+                    Outcome::Ack
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    for n in 0..3 {
+        t.bus
+            .publish(event("carpeta.citizen.registered", &format!("c{n}"), n))
+            .await
+            .expect("publish");
+    }
+    t.bus
+        .publish(event("carpeta.document.uploaded", "d", 9))
+        .await
+        .expect("publish");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(received.recv().await.expect("delivery"));
+    }
+    got.sort();
+    assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), [0, 1, 2]);
+    assert!(
+        got.iter()
+            .all(|g| g.0 == "carpeta.citizen.registered" && g.2 == 1)
+    );
+    sub.stop().await;
+    assert!(
+        received.try_recv().is_err(),
+        "the non-matching topic was not delivered"
+    );
+}
+
+async fn groups_fan_out_and_consumers_share(t: TestBus) {
+    let total = 60u64;
+    let in_a: Arc<Mutex<Vec<(usize, u64)>>> = Arc::default();
+    let second_got_one = Arc::new(Notify::new());
+    let mut subs = Vec::new();
+    for consumer in 0..2usize {
+        let in_a = in_a.clone();
+        let second_got_one = second_got_one.clone();
+        subs.push(
+            t.bus
+                .subscribe(
+                    "t.fan",
+                    options("a").max_in_flight(1),
+                    move |d: telar_bus::Delivery| {
+                        let in_a = in_a.clone();
+                        let second_got_one = second_got_one.clone();
+                        async move {
+                            in_a.lock()
+                                .map(|mut v| v.push((consumer, n_of(&d.envelope))))
+                                .ok();
+                            if consumer == 0 {
+                                // Consumer 0 holds its first message until consumer 1 has worked:
+                                // the group must hand the rest to consumer 1.
+                                second_got_one.notified().await;
+                            } else {
+                                second_got_one.notify_waiters();
+                                second_got_one.notify_one();
+                            }
+                            Outcome::Ack
+                        }
+                    },
+                )
+                .await
+                .expect("subscribe a"),
+        );
+    }
+    let in_b: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let sink = in_b.clone();
+    subs.push(
+        t.bus
+            .subscribe("t.fan", options("b"), move |d: telar_bus::Delivery| {
+                let sink = sink.clone();
+                async move {
+                    sink.lock().map(|mut v| v.push(n_of(&d.envelope))).ok();
+                    Outcome::Ack
+                }
+            })
+            .await
+            .expect("subscribe b"),
+    );
+    let batch = (0..total)
+        .map(|n| event("t.fan", &format!("s{n}"), n))
+        .collect();
+    t.bus.publish_batch(batch).await.expect("publish");
+    eventually("both groups have everything", || {
+        let a = in_a.lock().map(|v| v.len()).unwrap_or(0);
+        let b = in_b.lock().map(|v| v.len()).unwrap_or(0);
+        async move { a as u64 >= total && b as u64 >= total }
+    })
+    .await;
+    for sub in subs {
+        sub.stop().await;
+    }
+    let a = in_a.lock().map(|v| v.clone()).unwrap_or_default();
+    let unique: BTreeSet<u64> = a.iter().map(|(_, n)| *n).collect();
+    assert_eq!(a.len() as u64, total, "each message once per group");
+    assert_eq!(unique.len() as u64, total);
+    assert!(
+        a.iter().any(|(c, _)| *c == 1) && a.iter().any(|(c, _)| *c == 0),
+        "both consumers worked"
+    );
+    let b: BTreeSet<u64> = in_b
+        .lock()
+        .map(|v| v.iter().copied().collect())
+        .unwrap_or_default();
+    assert_eq!(
+        b.len() as u64,
+        total,
+        "the other group got every message too"
+    );
+}
+
+async fn order_per_subject_under_concurrent_publishers(t: TestBus) {
+    let seen: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let mut subs = Vec::new();
+    for _ in 0..2 {
+        let seen = seen.clone();
+        subs.push(
+            t.bus
+                .subscribe(
+                    "t.order",
+                    options("ordered").max_in_flight(8),
+                    move |d: telar_bus::Delivery| {
+                        let seen = seen.clone();
+                        async move {
+                            // Uneven handler times would reorder anything not ordered by design.
+                            if n_of(&d.envelope).is_multiple_of(3) {
+                                tokio::task::yield_now().await;
+                            }
+                            let subject = d.envelope.subject.clone().unwrap_or_default();
+                            seen.lock()
+                                .map(|mut m| m.entry(subject).or_default().push(n_of(&d.envelope)))
+                                .ok();
+                            Outcome::Ack
+                        }
+                    },
+                )
+                .await
+                .expect("subscribe"),
+        );
+    }
+    let publishers = (0..4).map(|p| {
+        let bus = t.bus.clone();
+        tokio::spawn(async move {
+            for n in 0..40 {
+                bus.publish(event("t.order", &format!("subject-{p}"), n))
+                    .await
+                    .expect("publish");
+            }
+        })
+    });
+    for publisher in futures::future::join_all(publishers).await {
+        publisher.expect("publisher");
+    }
+    eventually("all 160 delivered", || {
+        let count: usize = seen
+            .lock()
+            .map(|m| m.values().map(Vec::len).sum())
+            .unwrap_or(0);
+        async move { count >= 160 }
+    })
+    .await;
+    for sub in subs {
+        sub.stop().await;
+    }
+    let seen = seen.lock().map(|m| m.clone()).unwrap_or_default();
+    for (subject, ns) in seen {
+        assert_eq!(
+            ns,
+            (0..40).collect::<Vec<_>>(),
+            "{subject} delivered in publish order"
+        );
+    }
+}
+
+async fn unacked_messages_are_redelivered_after_the_lease(t: TestBus) {
+    let (first, mut got_first) = mpsc::unbounded_channel();
+    let crashed = t
+        .bus
+        .subscribe(
+            "t.lease",
+            options("g").lease(Duration::from_millis(300)),
+            move |d: telar_bus::Delivery| {
+                let first = first.clone();
+                async move {
+                    let _ = first.send(d.attempt);
+                    // Never finishes: the consumer "crashes" while holding the message.
+                    std::future::pending::<Outcome>().await
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    t.bus
+        .publish(event("t.lease", "s", 1))
+        .await
+        .expect("publish");
+    assert_eq!(got_first.recv().await, Some(1));
+    crashed.abort();
+
+    let (again, mut got_again) = mpsc::unbounded_channel();
+    let sub = t
+        .bus
+        .subscribe("t.lease", options("g"), move |d: telar_bus::Delivery| {
+            let again = again.clone();
+            async move {
+                let _ = again.send((n_of(&d.envelope), d.attempt));
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe again");
+    assert_eq!(
+        got_again.recv().await,
+        Some((1, 2)),
+        "same message, second attempt"
+    );
+    sub.stop().await;
+}
+
+async fn retries_then_dead_letters_with_history(t: TestBus) {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        initial_backoff_ms: 10,
+        max_backoff_ms: 20,
+    };
+    let sub = t
+        .bus
+        .subscribe(
+            "t.retry",
+            options("flaky").policy(policy),
+            move |_d: telar_bus::Delivery| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Outcome::retry("hub answered 503")
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    let envelope = event("t.retry", "s", 7);
+    let id = envelope.id.clone();
+    t.bus.publish(envelope).await.expect("publish");
+    eventually("the message is dead-lettered", || {
+        let bus = t.bus.clone();
+        async move { !dead_letters(&bus, "flaky").await.is_empty() }
+    })
+    .await;
+    sub.stop().await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        3,
+        "exactly max_attempts deliveries"
+    );
+    let letters = dead_letters(&t.bus, "flaky").await;
+    assert_eq!(letters.len(), 1);
+    let letter = &letters[0];
+    assert_eq!(letter.message_id, id);
+    assert_eq!(letter.attempts, 3);
+    assert!(
+        letter.last_error.contains("hub answered 503"),
+        "{}",
+        letter.last_error
+    );
+    assert_eq!(
+        letter.history.iter().map(|a| a.attempt).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(letter.envelope["data"]["n"], 7);
+    let shown = t.bus.dead_letter(letter.id).await.expect("show");
+    assert_eq!(shown.id, letter.id);
+}
+
+async fn dead_letters_replay_and_purge(t: TestBus) {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (done, mut delivered) = mpsc::unbounded_channel();
+    let flag = healthy.clone();
+    let sub = t
+        .bus
+        .subscribe("t.replay", options("r"), move |d: telar_bus::Delivery| {
+            let flag = flag.clone();
+            let done = done.clone();
+            async move {
+                if flag.load(Ordering::SeqCst) {
+                    let _ = done.send((n_of(&d.envelope), d.attempt));
+                    Outcome::Ack
+                } else {
+                    Outcome::reject("downstream refused")
+                }
+            }
+        })
+        .await
+        .expect("subscribe");
+    for n in 0..3 {
+        t.bus
+            .publish(event("t.replay", &format!("s{n}"), n))
+            .await
+            .expect("publish");
+    }
+    eventually("three dead letters", || {
+        let bus = t.bus.clone();
+        async move { dead_letters(&bus, "r").await.len() == 3 }
+    })
+    .await;
+    let letters = dead_letters(&t.bus, "r").await;
+    assert_eq!(letters[0].attempts, 1, "a rejection is not retried");
+    healthy.store(true, Ordering::SeqCst);
+    assert_eq!(
+        t.bus
+            .replay(DeadLetterFilter::one(letters[0].id))
+            .await
+            .expect("replay one"),
+        1
+    );
+    assert_eq!(
+        delivered.recv().await,
+        Some((0, 1)),
+        "replayed with fresh attempts"
+    );
+    assert_eq!(
+        t.bus
+            .purge(DeadLetterFilter::one(letters[1].id))
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(
+        t.bus
+            .replay(DeadLetterFilter::group("r"))
+            .await
+            .expect("replay rest"),
+        1
+    );
+    assert_eq!(delivered.recv().await, Some((2, 1)));
+    assert!(dead_letters(&t.bus, "r").await.is_empty());
+    sub.stop().await;
+}
+
+async fn published_messages_survive_a_restart(t: TestBus) {
+    let sub = t
+        .bus
+        .subscribe("t.durable", options("d"), |_d: telar_bus::Delivery| async {
+            Outcome::retry("not now")
+        })
+        .await
+        .expect("register");
+    sub.abort();
+    for n in 0..5 {
+        t.bus
+            .publish(event("t.durable", "s", n))
+            .await
+            .expect("publish");
+    }
+    let reopened = (t.reopen)().await;
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let sub = reopened
+        .subscribe("t.durable", options("d"), move |d: telar_bus::Delivery| {
+            let seen = seen.clone();
+            async move {
+                let _ = seen.send(n_of(&d.envelope));
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe after restart");
+    let mut got = Vec::new();
+    for _ in 0..5 {
+        got.push(received.recv().await.expect("delivery after restart"));
+    }
+    assert_eq!(got, [0, 1, 2, 3, 4]);
+    sub.stop().await;
+}
+
+async fn poison_messages_go_to_dead_letters_and_the_consumer_goes_on(t: TestBus) {
+    let (ok, mut acked) = mpsc::unbounded_channel();
+    let sub = t
+        .bus
+        .subscribe("t.poison", options("p"), move |d: telar_bus::Delivery| {
+            let ok = ok.clone();
+            async move {
+                let n = n_of(&d.envelope);
+                assert!(n != 13, "unlucky number");
+                let _ = ok.send(n);
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe");
+    t.bus
+        .publish(event("t.poison", "a", 13))
+        .await
+        .expect("publish");
+    t.bus
+        .publish(event("t.poison", "b", 14))
+        .await
+        .expect("publish");
+    assert_eq!(acked.recv().await, Some(14), "the consumer kept going");
+    eventually("the panicking message is dead-lettered", || {
+        let bus = t.bus.clone();
+        async move { dead_letters(&bus, "p").await.len() == 1 }
+    })
+    .await;
+    let letter = &dead_letters(&t.bus, "p").await[0];
+    assert!(
+        letter.last_error.contains("panicked") && letter.last_error.contains("unlucky"),
+        "{}",
+        letter.last_error
+    );
+    sub.stop().await;
+}
+
+async fn duplicate_publishes_are_delivered_once(t: TestBus) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let counter = count.clone();
+    let (done, mut finished) = mpsc::unbounded_channel();
+    let sub = t
+        .bus
+        .subscribe("t.dup", options("once"), move |d: telar_bus::Delivery| {
+            let counter = counter.clone();
+            let done = done.clone();
+            async move {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = done.send(n_of(&d.envelope));
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe");
+    let envelope = event("t.dup", "s", 1);
+    t.bus.publish(envelope.clone()).await.expect("publish");
+    t.bus.publish(envelope).await.expect("publish again");
+    t.bus
+        .publish(event("t.dup", "s", 2))
+        .await
+        .expect("publish marker");
+    assert_eq!(finished.recv().await, Some(1));
+    assert_eq!(
+        finished.recv().await,
+        Some(2),
+        "the marker comes right after: no duplicate in between"
+    );
+    sub.stop().await;
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+}
+
+async fn in_flight_is_bounded(t: TestBus) {
+    let running = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let handled = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (started, mut starts) = mpsc::unbounded_channel();
+    let (r, p, h, g) = (running.clone(), peak.clone(), handled.clone(), gate.clone());
+    let sub = t
+        .bus
+        .subscribe(
+            "t.slow",
+            options("slow").max_in_flight(4),
+            move |_d: telar_bus::Delivery| {
+                let (running, peak, handled, gate, started) =
+                    (r.clone(), p.clone(), h.clone(), g.clone(), started.clone());
+                async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    let _ = started.send(());
+                    if let Ok(permit) = gate.acquire().await {
+                        permit.forget();
+                    }
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    handled.fetch_add(1, Ordering::SeqCst);
+                    Outcome::Ack
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    t.bus
+        .publish_batch(
+            (0..20)
+                .map(|n| event("t.slow", &format!("s{n}"), n))
+                .collect(),
+        )
+        .await
+        .expect("publish");
+    for _ in 0..4 {
+        starts.recv().await.expect("a handler started");
+    }
+    // The window is full and every handler is blocked: nothing else may start.
+    tokio::task::yield_now().await;
+    assert_eq!(running.load(Ordering::SeqCst), 4);
+    gate.add_permits(20);
+    eventually("all 20 handled", || {
+        let handled = handled.load(Ordering::SeqCst);
+        async move { handled == 20 }
+    })
+    .await;
+    sub.stop().await;
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        4,
+        "never more than max_in_flight at once"
+    );
+}
+
+macro_rules! conformance {
+    ($backend:ident: $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(crate::helpers::$backend().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(embedded:
+    publish_then_consume,
+    groups_fan_out_and_consumers_share,
+    order_per_subject_under_concurrent_publishers,
+    unacked_messages_are_redelivered_after_the_lease,
+    retries_then_dead_letters_with_history,
+    dead_letters_replay_and_purge,
+    published_messages_survive_a_restart,
+    poison_messages_go_to_dead_letters_and_the_consumer_goes_on,
+    duplicate_publishes_are_delivered_once,
+    in_flight_is_bounded,
+);
