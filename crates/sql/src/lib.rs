@@ -14,5 +14,5 @@ pub use config::{Backend, DbConfig, PostgresConfig, SqliteConfig, Synchronous};
 pub use db::{Db, Dialect, Tx};
 pub use error::{Error, Result};
 pub use migrate::Migration;
-pub use query::{Executor, Query, Row, query};
+pub use query::{Executor, Query, Row, generated_query, placeholders, query};
 pub use value::{Decodable, Value};

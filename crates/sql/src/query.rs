@@ -12,16 +12,47 @@ use crate::{Error, Result};
 #[must_use = "a query does nothing until executed"]
 #[derive(Debug, Clone)]
 pub struct Query {
-    sql: &'static str,
+    sql: std::borrow::Cow<'static, str>,
     args: Vec<Value>,
 }
 
 /// Starts a query. The text is `'static` on purpose: values go through `bind`, never `format!`.
 pub fn query(sql: &'static str) -> Query {
     Query {
-        sql,
+        sql: sql.into(),
         args: Vec::new(),
     }
+}
+
+/// A statement whose text is generated at run time — for placeholder lists such as multi-row
+/// `VALUES ($1, $2), ($3, $4)` built with [`placeholders`]. Values still go through `bind`:
+/// never put a value into the text.
+pub fn generated_query(sql: String) -> Query {
+    Query {
+        sql: sql.into(),
+        args: Vec::new(),
+    }
+}
+
+/// `rows` groups of `columns` numbered placeholders starting at `$first`:
+/// `placeholders(2, 2, 1)` is `($1, $2), ($3, $4)`.
+pub fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    let mut text = String::with_capacity(rows * columns * 5);
+    for row in 0..rows {
+        if row > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                text.push_str(", ");
+            }
+            text.push('$');
+            text.push_str(&(first + row * columns + column).to_string());
+        }
+        text.push(')');
+    }
+    text
 }
 
 /// Where a query runs: a pool (`&Db`) or an open transaction (`&mut Tx`).
@@ -92,11 +123,19 @@ impl Query {
     }
 
     fn sqlite(self) -> SqliteQuery {
-        bind_all!(sqlx::query(AssertSqlSafe(self.sql)), self.args)
+        let query = match self.sql {
+            std::borrow::Cow::Borrowed(text) => sqlx::query(text),
+            std::borrow::Cow::Owned(text) => sqlx::query(AssertSqlSafe(text)),
+        };
+        bind_all!(query, self.args)
     }
 
     fn postgres(self) -> PgQuery {
-        bind_all!(sqlx::query(AssertSqlSafe(self.sql)), self.args)
+        let query = match self.sql {
+            std::borrow::Cow::Borrowed(text) => sqlx::query(text),
+            std::borrow::Cow::Owned(text) => sqlx::query(AssertSqlSafe(text)),
+        };
+        bind_all!(query, self.args)
     }
 
     /// Runs the statement; returns the number of rows it changed.

@@ -1,9 +1,9 @@
 //! The single writer: group commit of every bus write.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Weak;
 
-use telar_sql::{Db, Tx, query};
+use telar_sql::{Db, Tx, generated_query, placeholders, query};
 use telar_types::Envelope;
 use tokio::sync::{mpsc, oneshot};
 
@@ -134,9 +134,8 @@ pub(crate) async fn run(
         let mut done = Vec::with_capacity(batch.len());
         let committed = match db.begin().await {
             Ok(mut tx) => {
-                for command in batch.drain(..) {
-                    done.push(apply(&mut tx, command, &mut groups, &mut woken, &mut dead).await);
-                }
+                done =
+                    apply_batch(&mut tx, batch.drain(..), &mut groups, &mut woken, &mut dead).await;
                 tx.commit().await.map_err(|e| e.to_string())
             }
             Err(error) => {
@@ -183,81 +182,176 @@ fn reject(command: Command, reason: &str) {
     }
 }
 
-async fn apply(
+/// Applies a batch in one transaction with as few statements as possible: registrations first,
+/// then every publish of the batch as multi-row inserts, every acknowledgement as one delete per
+/// group, then retries, dead letters and claims.
+async fn apply_batch(
     tx: &mut Tx,
-    command: Command,
+    batch: impl Iterator<Item = Command>,
     groups: &mut Vec<(String, TopicPattern)>,
     woken: &mut BTreeSet<String>,
     dead: &mut bool,
-) -> Done {
-    match command {
-        Command::Publish { envelopes, reply } => {
-            let result = publish(tx, &envelopes, groups, woken).await;
-            Done::Unit(reply, result)
+) -> Vec<Done> {
+    let mut done = Vec::new();
+    let mut publishes = Vec::new();
+    let mut acks: Vec<Ack> = Vec::new();
+    let mut settles = Vec::new();
+    let mut claims = Vec::new();
+    for command in batch {
+        match command {
+            Command::Register {
+                group,
+                pattern,
+                reply,
+            } => {
+                let result = register(tx, &group, &pattern, groups).await;
+                done.push(Done::Unit(reply, result));
+            }
+            Command::Publish { envelopes, reply } => publishes.push((envelopes, reply)),
+            Command::Settle {
+                group,
+                seq,
+                attempt,
+                settlement: Settlement::Ack,
+                reply,
+            } => {
+                acks.push((group, seq, attempt, reply));
+            }
+            settle @ Command::Settle { .. } => settles.push(settle),
+            claim @ Command::Claim { .. } => claims.push(claim),
         }
-        Command::Register {
-            group,
-            pattern,
-            reply,
-        } => {
-            let result = register(tx, &group, &pattern, groups).await;
-            Done::Unit(reply, result)
+    }
+    if !publishes.is_empty() {
+        let envelopes: Vec<&Envelope> = publishes.iter().flat_map(|(e, _)| e.iter()).collect();
+        let result = publish(tx, &envelopes, groups, woken)
+            .await
+            .map_err(|e| e.to_string());
+        for (_, reply) in publishes {
+            done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
         }
-        Command::Claim {
-            group,
-            max,
-            lease_ms,
-            reply,
-        } => Done::Claimed(reply, claim(tx, &group, max, lease_ms).await),
-        Command::Settle {
+    }
+    if !acks.is_empty() {
+        let result = acknowledge(tx, &acks).await.map_err(|e| e.to_string());
+        for (_, _, _, reply) in acks {
+            done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
+        }
+    }
+    for command in settles {
+        if let Command::Settle {
             group,
             seq,
             attempt,
             settlement,
             reply,
-        } => {
+        } = command
+        {
             if matches!(settlement, Settlement::Dead { .. }) {
                 *dead = true;
             }
-            Done::Unit(reply, settle(tx, &group, seq, attempt, settlement).await)
+            done.push(Done::Unit(
+                reply,
+                settle(tx, &group, seq, attempt, settlement).await,
+            ));
         }
     }
+    for command in claims {
+        if let Command::Claim {
+            group,
+            max,
+            lease_ms,
+            reply,
+        } = command
+        {
+            done.push(Done::Claimed(reply, claim(tx, &group, max, lease_ms).await));
+        }
+    }
+    done
 }
+
+/// (group, seq, attempt, reply) of an acknowledgement.
+type Ack = (String, i64, u32, oneshot::Sender<Result<()>>);
+
+/// Rows per multi-row statement (5 columns each: far below SQLite's variable limit).
+const ROWS_PER_STATEMENT: usize = 400;
 
 async fn publish(
     tx: &mut Tx,
-    envelopes: &[Envelope],
+    envelopes: &[&Envelope],
     groups: &[(String, TopicPattern)],
     woken: &mut BTreeSet<String>,
 ) -> Result<()> {
     let now = now_ms();
-    for envelope in envelopes {
-        let bytes = envelope.to_json();
-        let inserted = query(
-            "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (id) DO NOTHING RETURNING seq",
-        )
-        .bind(&envelope.id)
-        .bind(&envelope.ty)
-        .bind(envelope.subject.clone())
-        .bind(bytes.clone())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        // Already published (same envelope id): duplicate suppressed.
-        let Some(row) = inserted else { continue };
-        let seq: i64 = row.get("seq")?;
-        for (group, pattern) in groups.iter().filter(|(_, p)| p.matches(&envelope.ty)) {
-            query("INSERT INTO bus_deliveries (grp, seq, subject, envelope, available_at) VALUES ($1, $2, $3, $4, $5)")
-                .bind(group)
-                .bind(seq)
+    let encoded: Vec<Vec<u8>> = envelopes.iter().map(|e| e.to_json()).collect();
+    let mut deliveries: Vec<(&str, i64, Option<&str>, &[u8])> = Vec::new();
+    let indexed: Vec<(usize, &&Envelope)> = envelopes.iter().enumerate().collect();
+    for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES {}
+             ON CONFLICT (id) DO NOTHING RETURNING seq, id",
+            placeholders(chunk.len(), 5, 1)
+        );
+        let mut statement = generated_query(sql);
+        for (index, envelope) in chunk {
+            statement = statement
+                .bind(&envelope.id)
+                .bind(&envelope.ty)
                 .bind(envelope.subject.clone())
-                .bind(bytes.clone())
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            let _ = pattern;
-            woken.insert(group.clone());
+                .bind(encoded[*index].clone())
+                .bind(now);
+        }
+        // Ids already published (earlier, or earlier in this batch) are not returned:
+        // duplicates are suppressed.
+        let mut inserted: HashMap<String, i64> = HashMap::new();
+        for row in statement.fetch_all(&mut *tx).await? {
+            inserted.insert(row.get("id")?, row.get("seq")?);
+        }
+        for (index, envelope) in chunk {
+            let Some(seq) = inserted.remove(&envelope.id) else {
+                continue;
+            };
+            for (group, _) in groups.iter().filter(|(_, p)| p.matches(&envelope.ty)) {
+                deliveries.push((group, seq, envelope.subject.as_deref(), &encoded[*index]));
+                woken.insert(group.clone());
+            }
+        }
+    }
+    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO bus_deliveries (grp, seq, subject, envelope, available_at) VALUES {}",
+            placeholders(chunk.len(), 5, 1)
+        );
+        let mut statement = generated_query(sql);
+        for (group, seq, subject, envelope) in chunk {
+            statement = statement
+                .bind(*group)
+                .bind(*seq)
+                .bind(subject.map(str::to_owned))
+                .bind(envelope.to_vec())
+                .bind(now);
+        }
+        statement.execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Deletes acknowledged deliveries: one statement per group and chunk. A delivery claimed
+/// again since (its lease expired) has more attempts and is left alone.
+async fn acknowledge(tx: &mut Tx, acks: &[Ack]) -> Result<()> {
+    let mut by_group: HashMap<&str, Vec<(i64, u32)>> = HashMap::new();
+    for (group, seq, attempt, _) in acks {
+        by_group.entry(group).or_default().push((*seq, *attempt));
+    }
+    for (group, rows) in by_group {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "DELETE FROM bus_deliveries WHERE grp = $1 AND (seq, attempts) IN (VALUES {})",
+                placeholders(chunk.len(), 2, 2)
+            );
+            let mut statement = generated_query(sql).bind(group);
+            for (seq, attempt) in chunk {
+                statement = statement.bind(*seq).bind(i64::from(*attempt));
+            }
+            statement.execute(&mut *tx).await?;
         }
     }
     Ok(())
