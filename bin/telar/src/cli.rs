@@ -24,6 +24,64 @@ pub enum Command {
     /// Inspect configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect, replay and purge the bus's dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Dead letters, oldest first.
+    List(DlqListArgs),
+    /// One dead letter with its envelope, last error and attempt history.
+    Show(DlqShowArgs),
+    /// Put dead letters back in their group's queue with fresh attempts.
+    Replay(DlqSelectArgs),
+    /// Delete dead letters.
+    Purge(DlqSelectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DlqListArgs {
+    /// Only this consumer group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Only this topic (CloudEvents type).
+    #[arg(long)]
+    pub topic: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DlqShowArgs {
+    pub id: i64,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).multiple(true).args(["id", "group", "topic", "all"])))]
+pub struct DlqSelectArgs {
+    /// One dead letter.
+    #[arg(long)]
+    pub id: Option<i64>,
+    /// Every dead letter of this consumer group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Every dead letter of this topic.
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Every dead letter.
+    #[arg(long)]
+    pub all: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

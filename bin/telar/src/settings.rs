@@ -25,6 +25,7 @@ pub struct Settings {
     pub telemetry: TelemetryConfig,
     pub http: KitConfig,
     pub database: DbConfig,
+    pub bus: telar_bus::BusConfig,
     pub services: Services,
 }
 

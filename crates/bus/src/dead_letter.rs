@@ -1,7 +1,8 @@
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// One failed delivery attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Attempt {
     pub attempt: u32,
     /// RFC 3339.
@@ -10,13 +11,14 @@ pub struct Attempt {
 }
 
 /// A message a consumer group gave up on, with why and how it got there.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct DeadLetter {
     pub id: i64,
     pub group: String,
     pub topic: String,
     pub message_id: String,
     /// The envelope as stored (raw JSON text when it does not decode).
+    #[schema(value_type = Object)]
     pub envelope: serde_json::Value,
     pub last_error: String,
     pub attempts: u32,
@@ -26,7 +28,8 @@ pub struct DeadLetter {
 }
 
 /// Which dead letters an operation applies to; empty means all.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
 pub struct DeadLetterFilter {
     pub id: Option<i64>,
     pub group: Option<String>,

@@ -5,7 +5,9 @@
 //! Backends implement [`Backend`]; [`Bus`] is the cheap handle services hold. The embedded
 //! backend is a SQLite log with group commit ([`EmbeddedBus`]).
 
+mod admin;
 mod bus;
+mod config;
 mod dead_letter;
 mod embedded;
 mod error;
@@ -15,7 +17,9 @@ mod outbox;
 mod policy;
 mod topic;
 
+pub use admin::admin_routes;
 pub use bus::{Backend, Bus, SubscribeOptions, Subscription};
+pub use config::{BusBackend, BusConfig};
 pub use dead_letter::{Attempt, DeadLetter, DeadLetterFilter};
 pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use error::{Error, Result};

@@ -1,10 +1,11 @@
 //! One module per command; `run` dispatches.
 
 mod config;
+mod dlq;
 mod serve;
 mod up;
 
-use crate::cli::{Cli, Command, ConfigCommand};
+use crate::cli::{Cli, Command, ConfigCommand, DlqCommand};
 
 /// A command's failure, with the exit code it maps to.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,15 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Serve(args) => serve::run(cli.config.as_deref(), &args.services).await,
         Command::Config(ConfigCommand::Check(args)) => {
             config::check::run(cli.config.as_deref(), args.json)
+        }
+        Command::Dlq(command) => {
+            let bus = dlq::open(cli.config.as_deref()).await?;
+            match command {
+                DlqCommand::List(args) => dlq::list::run(&bus, args).await,
+                DlqCommand::Show(args) => dlq::show::run(&bus, args).await,
+                DlqCommand::Replay(args) => dlq::replay::run(&bus, args).await,
+                DlqCommand::Purge(args) => dlq::purge::run(&bus, args).await,
+            }
         }
     }
 }

@@ -26,13 +26,18 @@ fn every_command_has_help() {
         vec!["serve", "--help"],
         vec!["config", "--help"],
         vec!["config", "check", "--help"],
+        vec!["dlq", "--help"],
+        vec!["dlq", "list", "--help"],
+        vec!["dlq", "show", "--help"],
+        vec!["dlq", "replay", "--help"],
+        vec!["dlq", "purge", "--help"],
     ] {
         let output = run(telar().args(&args));
         assert!(output.status.success(), "{args:?}");
         assert!(text(&output.stdout).contains("Usage:"), "{args:?}");
     }
     let top = text(&run(telar().arg("--help")).stdout);
-    for command in ["up", "serve", "config"] {
+    for command in ["up", "serve", "config", "dlq"] {
         assert!(top.contains(command), "{top}");
     }
 }
@@ -229,4 +234,93 @@ async fn serve_runs_one_service_on_postgres() {
     terminate(&child);
     assert!(child.wait().expect("wait").success());
     assert!(rest.join().unwrap_or_default().contains("stopped"));
+}
+
+/// Dead-letters `count` messages in a fresh bus file and returns its path.
+async fn bus_with_dead_letters(dir: &std::path::Path, count: u64) -> std::path::PathBuf {
+    let path = dir.join("bus.db");
+    let config = telar_bus::EmbeddedConfig {
+        path: path.clone(),
+        ..Default::default()
+    };
+    let bus = telar_bus::Bus::new(telar_bus::EmbeddedBus::open(&config).await.expect("open"));
+    let (done, mut dead) = tokio::sync::mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe(
+            "carpeta.document.uploaded",
+            telar_bus::SubscribeOptions::group("search-index"),
+            move |_d: telar_bus::Delivery| {
+                let done = done.clone();
+                async move {
+                    let _ = done.send(());
+                    telar_bus::Outcome::reject("index unavailable")
+                }
+            },
+        )
+        .await
+        .expect("subscribe");
+    for n in 0..count {
+        let envelope = telar_types::Envelope::new(
+            "/carpeta/ingestion",
+            "carpeta.document.uploaded",
+            serde_json::json!({ "n": n }),
+        );
+        bus.publish(envelope).await.expect("publish");
+    }
+    for _ in 0..count {
+        dead.recv().await.expect("handled");
+    }
+    sub.stop().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bus
+        .dead_letters(telar_bus::DeadLetterFilter::default())
+        .await
+        .map(|l| l.len() as u64)
+        .unwrap_or(0)
+        < count
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dead letters did not appear"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    path
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dlq_lists_shows_replays_and_purges() {
+    let dir = tempfile::tempdir().expect("dir");
+    let path = bus_with_dead_letters(dir.path(), 3).await;
+    let env = ("TELAR_BUS__EMBEDDED__PATH", path.display().to_string());
+    let dlq = |args: &[&str]| run(telar().arg("dlq").args(args).env(env.0, &env.1));
+
+    let listed = dlq(&["list", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let letters: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(letters.as_array().map(Vec::len), Some(3));
+    assert_eq!(letters[0]["group"], "search-index");
+    let id = letters[0]["id"].as_i64().unwrap_or(0).to_string();
+
+    let table = dlq(&["list"]);
+    assert!(text(&table.stdout).contains("index unavailable"));
+    let shown = dlq(&["show", &id, "--json"]);
+    let letter: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(letter["history"][0]["error"], "index unavailable");
+    assert_eq!(dlq(&["show", "424242"]).status.code(), Some(2));
+    assert_eq!(
+        dlq(&["replay"]).status.code(),
+        Some(2),
+        "replay needs a selection"
+    );
+
+    let replayed: serde_json::Value =
+        serde_json::from_slice(&dlq(&["replay", "--id", &id, "--json"]).stdout).expect("json");
+    assert_eq!(replayed["replayed"], 1);
+    let purged: serde_json::Value =
+        serde_json::from_slice(&dlq(&["purge", "--all", "--json"]).stdout).expect("json");
+    assert_eq!(purged["purged"], 2);
+    let empty: serde_json::Value =
+        serde_json::from_slice(&dlq(&["list", "--json"]).stdout).expect("json");
+    assert_eq!(empty, serde_json::json!([]));
 }
