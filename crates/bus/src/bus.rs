@@ -58,7 +58,9 @@ impl SubscribeOptions {
     }
 }
 
-/// A running consumer. `stop` lets in-flight deliveries finish and settle.
+/// A running consumer. `stop` lets in-flight deliveries finish and settle; dropping the handle
+/// stops the consumer the same way, without waiting.
+#[must_use = "dropping a Subscription stops its consumer"]
 pub struct Subscription {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -96,6 +98,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Puts matching dead letters back in their group's queue with fresh attempts.
     fn replay(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>>;
     fn purge(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>>;
+    /// Releases the backend's resources; later calls fail.
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// The handle services hold. Cheap to clone.
@@ -138,6 +144,17 @@ impl Bus {
         handler: impl Handler,
     ) -> Result<Subscription> {
         let pattern = TopicPattern::parse(pattern)?;
+        if options.handler_timeout >= options.lease {
+            // Otherwise a slow handler's message is handed to another consumer while it runs.
+            return Err(Error::Options(format!(
+                "handler_timeout ({} ms) must be shorter than lease ({} ms)",
+                options.handler_timeout.as_millis(),
+                options.lease.as_millis()
+            )));
+        }
+        if options.group.trim().is_empty() {
+            return Err(Error::Options("group must not be empty".into()));
+        }
         self.backend
             .subscribe(pattern, options, Arc::new(handler))
             .await
@@ -162,5 +179,10 @@ impl Bus {
 
     pub async fn purge(&self, filter: DeadLetterFilter) -> Result<u64> {
         self.backend.purge(filter).await
+    }
+
+    /// Closes the backend (stop subscriptions first).
+    pub async fn close(&self) {
+        self.backend.close().await;
     }
 }

@@ -12,6 +12,8 @@ pub enum Error {
         existing: String,
         requested: String,
     },
+    #[error("invalid subscription options: {0}")]
+    Options(String),
     #[error("dead letter {0} not found")]
     DeadLetterNotFound(i64),
     #[error("the bus is closed")]
@@ -27,7 +29,7 @@ pub enum Error {
 impl Classify for Error {
     fn code(&self) -> ErrorCode {
         match self {
-            Error::Pattern { .. } => ErrorCode::InvalidArgument,
+            Error::Pattern { .. } | Error::Options(_) => ErrorCode::InvalidArgument,
             Error::GroupPattern { .. } => ErrorCode::Conflict,
             Error::DeadLetterNotFound(_) => ErrorCode::NotFound,
             Error::Closed => ErrorCode::Unavailable,

@@ -1,5 +1,7 @@
 //! The transactional outbox: envelopes appended in the service's own transaction, published by
-//! a relay after commit, deleted only once the bus has them durably. A broker outage delays
+//! a relay after commit, deleted only once the bus has them durably. Order: the envelopes of one
+//! transaction keep their order; concurrent transactions are published in sequence order as far
+//! as they have committed (on PostgreSQL a transaction that commits late is published later). A broker outage delays
 //! delivery; it never loses an event. The relay is woken by commits, with a slow poll as a
 //! safety net (e.g. rows committed by another process).
 
@@ -7,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use telar_sql::{Db, Migration, Tx, query};
+use telar_sql::{Db, Migration, Tx, generated_query, placeholders, query};
 use telar_types::Envelope;
 use tokio::sync::Notify;
 
@@ -82,12 +84,13 @@ impl OutboxRelay {
             .bind(RELAY_BATCH)
             .fetch_all(&self.db)
             .await?;
-        let Some(last) = rows.last() else {
+        if rows.is_empty() {
             return Ok(0);
-        };
-        let last_seq: i64 = last.get("seq")?;
+        }
+        let mut seqs = Vec::with_capacity(rows.len());
         let mut envelopes = Vec::with_capacity(rows.len());
         for row in &rows {
+            seqs.push(row.get::<i64>("seq")?);
             let text: String = row.get("envelope")?;
             match Envelope::from_json(text.as_bytes()) {
                 Ok(envelope) => envelopes.push(envelope),
@@ -99,10 +102,16 @@ impl OutboxRelay {
         }
         let count = envelopes.len();
         self.bus.publish_batch(envelopes).await?;
-        query("DELETE FROM telar_outbox WHERE seq <= $1")
-            .bind(last_seq)
-            .execute(&self.db)
-            .await?;
+        // Exactly the rows read: on PostgreSQL a lower seq may commit after a higher one, and
+        // must not be deleted before it is published.
+        let mut delete = generated_query(format!(
+            "DELETE FROM telar_outbox WHERE seq IN {}",
+            placeholders(1, seqs.len(), 1)
+        ));
+        for seq in seqs {
+            delete = delete.bind(seq);
+        }
+        delete.execute(&self.db).await?;
         Ok(count)
     }
 

@@ -32,7 +32,8 @@ pub(crate) async fn run(
     let options = Arc::new(options);
     let mut in_flight = JoinSet::new();
     loop {
-        if *stop.borrow() {
+        // A dropped `Subscription` (sender gone) stops the consumer like `stop()`.
+        if *stop.borrow() || stop.has_changed().is_err() {
             break;
         }
         // Register for wake-ups before claiming, so a publish between the claim and the wait
@@ -146,7 +147,7 @@ async fn deliver(inner: &Inner, options: &SubscribeOptions, handler: &dyn Handle
         .send(|reply| Command::Settle {
             group,
             seq: claim.seq,
-            attempt: claim.attempt,
+            token: claim.token,
             settlement,
             reply,
         })

@@ -107,9 +107,13 @@ pub(crate) async fn purge(db: &Db, filter: DeadLetterFilter) -> Result<u64> {
 
 /// Sets `queue_dlq_length{group}` from the table (called after every change to it).
 pub(crate) async fn refresh_gauge(db: &Db) {
-    let Ok(rows) = query("SELECT grp, COUNT(*) AS n FROM bus_dead_letters GROUP BY grp")
-        .fetch_all(db)
-        .await
+    // Every known group, so a group whose dead letters were all replayed or purged reads 0.
+    let Ok(rows) = query(
+        "SELECT g.name AS grp, COUNT(d.id) AS n FROM bus_groups g
+         LEFT JOIN bus_dead_letters d ON d.grp = g.name GROUP BY g.name",
+    )
+    .fetch_all(db)
+    .await
     else {
         return;
     };

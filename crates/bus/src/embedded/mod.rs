@@ -178,4 +178,8 @@ impl Backend for EmbeddedBus {
     fn purge(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
         Box::pin(dead_letters::purge(&self.inner.db, filter))
     }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.inner.db.close())
+    }
 }

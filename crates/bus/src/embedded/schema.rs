@@ -23,6 +23,7 @@ CREATE TABLE bus_deliveries (
     attempts INTEGER NOT NULL DEFAULT 0,
     available_at INTEGER NOT NULL,
     lease_until INTEGER,
+    lease_token INTEGER NOT NULL DEFAULT 0,
     history TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (grp, seq)
 );

@@ -34,7 +34,8 @@ pub(crate) enum Command {
     Settle {
         group: String,
         seq: i64,
-        attempt: u32,
+        /// The claim's fencing token: a settlement for an older claim changes nothing.
+        token: i64,
         settlement: Settlement,
         reply: oneshot::Sender<Result<()>>,
     },
@@ -48,6 +49,8 @@ pub(crate) struct Claimed {
 
 pub(crate) struct Claim {
     pub seq: i64,
+    /// Random per claim; never reused after a replay (unlike `attempt`).
+    pub token: i64,
     pub attempt: u32,
     pub envelope: Vec<u8>,
     pub history: Vec<Attempt>,
@@ -204,18 +207,20 @@ async fn apply_batch(
                 pattern,
                 reply,
             } => {
+                savepoint(tx).await;
                 let result = register(tx, &group, &pattern, groups).await;
+                finish(tx, result.is_ok()).await;
                 done.push(Done::Unit(reply, result));
             }
             Command::Publish { envelopes, reply } => publishes.push((envelopes, reply)),
             Command::Settle {
                 group,
                 seq,
-                attempt,
+                token,
                 settlement: Settlement::Ack,
                 reply,
             } => {
-                acks.push((group, seq, attempt, reply));
+                acks.push((group, seq, token, reply));
             }
             settle @ Command::Settle { .. } => settles.push(settle),
             claim @ Command::Claim { .. } => claims.push(claim),
@@ -223,15 +228,24 @@ async fn apply_batch(
     }
     if !publishes.is_empty() {
         let envelopes: Vec<&Envelope> = publishes.iter().flat_map(|(e, _)| e.iter()).collect();
+        // All or nothing: a failed statement must not leave messages without deliveries.
+        savepoint(tx).await;
         let result = publish(tx, &envelopes, groups, woken)
             .await
             .map_err(|e| e.to_string());
+        finish(tx, result.is_ok()).await;
         for (_, reply) in publishes {
             done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
         }
     }
     if !acks.is_empty() {
+        savepoint(tx).await;
         let result = acknowledge(tx, &acks).await.map_err(|e| e.to_string());
+        finish(tx, result.is_ok()).await;
+        for (group, ..) in &acks {
+            // A settled head frees its subject: wake the group's consumers.
+            woken.insert(group.clone());
+        }
         for (_, _, _, reply) in acks {
             done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
         }
@@ -240,7 +254,7 @@ async fn apply_batch(
         if let Command::Settle {
             group,
             seq,
-            attempt,
+            token,
             settlement,
             reply,
         } = command
@@ -248,10 +262,11 @@ async fn apply_batch(
             if matches!(settlement, Settlement::Dead { .. }) {
                 *dead = true;
             }
-            done.push(Done::Unit(
-                reply,
-                settle(tx, &group, seq, attempt, settlement).await,
-            ));
+            savepoint(tx).await;
+            let result = settle(tx, &group, seq, token, settlement).await;
+            finish(tx, result.is_ok()).await;
+            woken.insert(group);
+            done.push(Done::Unit(reply, result));
         }
     }
     for command in claims {
@@ -268,8 +283,27 @@ async fn apply_batch(
     done
 }
 
-/// (group, seq, attempt, reply) of an acknowledgement.
-type Ack = (String, i64, u32, oneshot::Sender<Result<()>>);
+/// Each command (or the batch's publishes, or its acknowledgements) runs inside a savepoint,
+/// so a failed statement rolls back only its own command, never half of it.
+async fn savepoint(tx: &mut Tx) {
+    if let Err(error) = query("SAVEPOINT bus_command").execute(&mut *tx).await {
+        tracing::error!(%error, "cannot open a savepoint");
+    }
+}
+
+async fn finish(tx: &mut Tx, ok: bool) {
+    if !ok {
+        let _ = query("ROLLBACK TO SAVEPOINT bus_command")
+            .execute(&mut *tx)
+            .await;
+    }
+    let _ = query("RELEASE SAVEPOINT bus_command")
+        .execute(&mut *tx)
+        .await;
+}
+
+/// (group, seq, lease token, reply) of an acknowledgement.
+type Ack = (String, i64, i64, oneshot::Sender<Result<()>>);
 
 /// Rows per multi-row statement (5 columns each: far below SQLite's variable limit).
 const ROWS_PER_STATEMENT: usize = 400;
@@ -337,19 +371,19 @@ async fn publish(
 /// Deletes acknowledged deliveries: one statement per group and chunk. A delivery claimed
 /// again since (its lease expired) has more attempts and is left alone.
 async fn acknowledge(tx: &mut Tx, acks: &[Ack]) -> Result<()> {
-    let mut by_group: HashMap<&str, Vec<(i64, u32)>> = HashMap::new();
-    for (group, seq, attempt, _) in acks {
-        by_group.entry(group).or_default().push((*seq, *attempt));
+    let mut by_group: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
+    for (group, seq, token, _) in acks {
+        by_group.entry(group).or_default().push((*seq, *token));
     }
     for (group, rows) in by_group {
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "DELETE FROM bus_deliveries WHERE grp = $1 AND (seq, attempts) IN (VALUES {})",
+                "DELETE FROM bus_deliveries WHERE grp = $1 AND (seq, lease_token) IN (VALUES {})",
                 placeholders(chunk.len(), 2, 2)
             );
             let mut statement = generated_query(sql).bind(group);
-            for (seq, attempt) in chunk {
-                statement = statement.bind(*seq).bind(i64::from(*attempt));
+            for (seq, token) in chunk {
+                statement = statement.bind(*seq).bind(*token);
             }
             statement.execute(&mut *tx).await?;
         }
@@ -386,7 +420,7 @@ async fn register(
 async fn claim(tx: &mut Tx, group: &str, max: u32, lease_ms: i64) -> Result<Claimed> {
     let now = now_ms();
     let rows = query(
-        "UPDATE bus_deliveries SET lease_until = $1, attempts = attempts + 1
+        "UPDATE bus_deliveries SET lease_until = $1, attempts = attempts + 1, lease_token = random()
          WHERE grp = $2 AND seq IN (
              SELECT d.seq FROM bus_deliveries d
              WHERE d.grp = $2 AND d.available_at <= $3
@@ -395,7 +429,7 @@ async fn claim(tx: &mut Tx, group: &str, max: u32, lease_ms: i64) -> Result<Clai
                    SELECT 1 FROM bus_deliveries e
                    WHERE e.grp = d.grp AND e.subject = d.subject AND e.seq < d.seq))
              ORDER BY d.seq LIMIT $4)
-         RETURNING seq, attempts, envelope, history",
+         RETURNING seq, attempts, lease_token, envelope, history",
     )
     .bind(now + lease_ms)
     .bind(group)
@@ -408,6 +442,7 @@ async fn claim(tx: &mut Tx, group: &str, max: u32, lease_ms: i64) -> Result<Clai
         let history: String = row.get("history")?;
         deliveries.push(Claim {
             seq: row.get("seq")?,
+            token: row.get("lease_token")?,
             attempt: u32::try_from(row.get::<i64>("attempts")?).unwrap_or(u32::MAX),
             envelope: row.get("envelope")?,
             history: serde_json::from_str(&history).unwrap_or_default(),
@@ -415,11 +450,16 @@ async fn claim(tx: &mut Tx, group: &str, max: u32, lease_ms: i64) -> Result<Clai
     }
     deliveries.sort_by_key(|d| d.seq);
     let next_due_ms = if deliveries.is_empty() {
+        // Only future times: a row blocked behind its subject's head is not "due", and waking
+        // for it would spin. Settlements wake the group when a head goes away.
         query(
-            "SELECT MIN(CASE WHEN lease_until IS NOT NULL THEN lease_until ELSE available_at END) AS due
-             FROM bus_deliveries WHERE grp = $1",
+            "SELECT MIN(due) AS due FROM (
+                 SELECT CASE WHEN lease_until IS NOT NULL THEN lease_until ELSE available_at END AS due
+                 FROM bus_deliveries WHERE grp = $1)
+             WHERE due > $2",
         )
         .bind(group)
+        .bind(now)
         .fetch_one(&mut *tx)
         .await?
         .get::<Option<i64>>("due")?
@@ -436,28 +476,28 @@ async fn settle(
     tx: &mut Tx,
     group: &str,
     seq: i64,
-    attempt: u32,
+    token: i64,
     settlement: Settlement,
 ) -> Result<()> {
-    // `attempts = $3` makes a late settlement (the lease expired and the message was claimed
-    // again) a no-op instead of undoing the newer delivery.
+    // `lease_token = $3` makes a late settlement (the lease expired and the message was claimed
+    // again, or it was dead-lettered and replayed) a no-op instead of undoing the newer delivery.
     match settlement {
         Settlement::Ack => {
-            query("DELETE FROM bus_deliveries WHERE grp = $1 AND seq = $2 AND attempts = $3")
+            query("DELETE FROM bus_deliveries WHERE grp = $1 AND seq = $2 AND lease_token = $3")
                 .bind(group)
                 .bind(seq)
-                .bind(i64::from(attempt))
+                .bind(token)
                 .execute(&mut *tx)
                 .await?;
         }
         Settlement::Retry { at_ms, history } => {
             query(
                 "UPDATE bus_deliveries SET lease_until = NULL, available_at = $4, history = $5
-                 WHERE grp = $1 AND seq = $2 AND attempts = $3",
+                 WHERE grp = $1 AND seq = $2 AND lease_token = $3",
             )
             .bind(group)
             .bind(seq)
-            .bind(i64::from(attempt))
+            .bind(token)
             .bind(at_ms)
             .bind(serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()))
             .execute(&mut *tx)
@@ -468,11 +508,11 @@ async fn settle(
                 "INSERT INTO bus_dead_letters (grp, seq, message_id, topic, subject, envelope, last_error, attempts, history, dead_at)
                  SELECT d.grp, d.seq, m.id, m.topic, d.subject, d.envelope, $4, d.attempts, $5, $6
                  FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
-                 WHERE d.grp = $1 AND d.seq = $2 AND d.attempts = $3",
+                 WHERE d.grp = $1 AND d.seq = $2 AND d.lease_token = $3",
             )
             .bind(group)
             .bind(seq)
-            .bind(i64::from(attempt))
+            .bind(token)
             .bind(error)
             .bind(serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()))
             .bind(super::dead_letters::now_rfc3339())

@@ -76,6 +76,16 @@ pub async fn dead_letters(bus: &Bus, group: &str) -> Vec<DeadLetter> {
 pub struct Flaky {
     pub inner: Bus,
     pub down: Arc<AtomicBool>,
+    /// Publishes refused so far.
+    pub refused: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// The next value from a channel, or a failed test after 15 s (never a hung suite).
+pub async fn next<T>(receiver: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> Option<T> {
+    match tokio::time::timeout(Duration::from_secs(15), receiver.recv()).await {
+        Ok(value) => value,
+        Err(_) => panic!("nothing arrived within 15 s"),
+    }
 }
 
 impl Backend for Flaky {
@@ -85,6 +95,7 @@ impl Backend for Flaky {
     fn publish_batch(&self, envelopes: Vec<Envelope>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if self.down.load(Ordering::SeqCst) {
+                self.refused.fetch_add(1, Ordering::SeqCst);
                 return Err(telar_bus::Error::Closed);
             }
             self.inner.publish_batch(envelopes).await

@@ -6,7 +6,7 @@ use std::time::Duration;
 use telar_bus::{DeadLetterFilter, Outcome, RetryPolicy};
 use tokio::sync::{Notify, mpsc};
 
-use crate::helpers::{TestBus, dead_letters, event, eventually, n_of, options};
+use crate::helpers::{TestBus, dead_letters, event, eventually, n_of, next, options};
 
 async fn publish_then_consume(t: TestBus) {
     let (seen, mut received) = mpsc::unbounded_channel();
@@ -37,7 +37,7 @@ async fn publish_then_consume(t: TestBus) {
         .expect("publish");
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(received.recv().await.expect("delivery"));
+        got.push(next(&mut received).await.expect("delivery"));
     }
     got.sort();
     assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), [0, 1, 2]);
@@ -154,9 +154,9 @@ async fn order_per_subject_under_concurrent_publishers(t: TestBus) {
                         let seen = seen.clone();
                         async move {
                             // Uneven handler times would reorder anything not ordered by design.
-                            if n_of(&d.envelope).is_multiple_of(3) {
-                                tokio::task::yield_now().await;
-                            }
+                            // Uneven handler times would reorder anything not ordered by design.
+                            let pause = rand::random_range(0..3u64);
+                            tokio::time::sleep(Duration::from_millis(pause)).await;
                             let subject = d.envelope.subject.clone().unwrap_or_default();
                             seen.lock()
                                 .map(|mut m| m.entry(subject).or_default().push(n_of(&d.envelope)))
@@ -172,10 +172,12 @@ async fn order_per_subject_under_concurrent_publishers(t: TestBus) {
     let publishers = (0..4).map(|p| {
         let bus = t.bus.clone();
         tokio::spawn(async move {
-            for n in 0..40 {
-                bus.publish(event("t.order", &format!("subject-{p}"), n))
-                    .await
-                    .expect("publish");
+            // Batches of 8: each subject has a backlog the consumers must not reorder.
+            for first in (0..40).step_by(8) {
+                let batch = (first..first + 8)
+                    .map(|n| event("t.order", &format!("subject-{p}"), n))
+                    .collect();
+                bus.publish_batch(batch).await.expect("publish");
             }
         })
     });
@@ -209,7 +211,9 @@ async fn unacked_messages_are_redelivered_after_the_lease(t: TestBus) {
         .bus
         .subscribe(
             "t.lease",
-            options("g").lease(Duration::from_millis(300)),
+            options("g")
+                .lease(Duration::from_millis(300))
+                .handler_timeout(Duration::from_millis(250)),
             move |d: telar_bus::Delivery| {
                 let first = first.clone();
                 async move {
@@ -225,7 +229,7 @@ async fn unacked_messages_are_redelivered_after_the_lease(t: TestBus) {
         .publish(event("t.lease", "s", 1))
         .await
         .expect("publish");
-    assert_eq!(got_first.recv().await, Some(1));
+    assert_eq!(next(&mut got_first).await, Some(1));
     crashed.abort();
 
     let (again, mut got_again) = mpsc::unbounded_channel();
@@ -241,7 +245,7 @@ async fn unacked_messages_are_redelivered_after_the_lease(t: TestBus) {
         .await
         .expect("subscribe again");
     assert_eq!(
-        got_again.recv().await,
+        next(&mut got_again).await,
         Some((1, 2)),
         "same message, second attempt"
     );
@@ -351,7 +355,7 @@ async fn dead_letters_replay_and_purge(t: TestBus) {
             .unwrap_or(u64::MAX)
     };
     assert_eq!(
-        delivered.recv().await,
+        next(&mut delivered).await,
         Some((n_of_letter(0), 1)),
         "replayed with fresh attempts"
     );
@@ -370,7 +374,7 @@ async fn dead_letters_replay_and_purge(t: TestBus) {
         1
     );
     assert_eq!(
-        delivered.recv().await,
+        next(&mut delivered).await,
         Some((n_of_letter(2), 1)),
         "the purged one stays gone"
     );
@@ -393,6 +397,8 @@ async fn published_messages_survive_a_restart(t: TestBus) {
             .await
             .expect("publish");
     }
+    // A real restart: the first bus (and its writer) is gone before the file is reopened.
+    t.bus.close().await;
     let reopened = (t.reopen)().await;
     let (seen, mut received) = mpsc::unbounded_channel();
     let sub = reopened
@@ -407,7 +413,7 @@ async fn published_messages_survive_a_restart(t: TestBus) {
         .expect("subscribe after restart");
     let mut got = Vec::new();
     for _ in 0..5 {
-        got.push(received.recv().await.expect("delivery after restart"));
+        got.push(next(&mut received).await.expect("delivery after restart"));
     }
     assert_eq!(got, [0, 1, 2, 3, 4]);
     sub.stop().await;
@@ -436,7 +442,7 @@ async fn poison_messages_go_to_dead_letters_and_the_consumer_goes_on(t: TestBus)
         .publish(event("t.poison", "b", 14))
         .await
         .expect("publish");
-    assert_eq!(acked.recv().await, Some(14), "the consumer kept going");
+    assert_eq!(next(&mut acked).await, Some(14), "the consumer kept going");
     eventually("the panicking message is dead-lettered", || {
         let bus = t.bus.clone();
         async move { dead_letters(&bus, "p").await.len() == 1 }
@@ -475,9 +481,9 @@ async fn duplicate_publishes_are_delivered_once(t: TestBus) {
         .publish(event("t.dup", "s", 2))
         .await
         .expect("publish marker");
-    assert_eq!(finished.recv().await, Some(1));
+    assert_eq!(next(&mut finished).await, Some(1));
     assert_eq!(
-        finished.recv().await,
+        next(&mut finished).await,
         Some(2),
         "the marker comes right after: no duplicate in between"
     );
@@ -524,7 +530,7 @@ async fn in_flight_is_bounded(t: TestBus) {
         .await
         .expect("publish");
     for _ in 0..4 {
-        starts.recv().await.expect("a handler started");
+        next(&mut starts).await.expect("a handler started");
     }
     // The window is full and every handler is blocked: nothing else may start.
     tokio::task::yield_now().await;
@@ -568,3 +574,36 @@ conformance!(embedded:
     duplicate_publishes_are_delivered_once,
     in_flight_is_bounded,
 );
+
+#[tokio::test]
+async fn options_that_would_double_deliver_are_refused() {
+    let t = crate::helpers::embedded().await;
+    let handler = |_d: telar_bus::Delivery| async { Outcome::Ack };
+    let slow = options("g")
+        .lease(Duration::from_secs(1))
+        .handler_timeout(Duration::from_secs(2));
+    let error = t
+        .bus
+        .subscribe("t.x", slow, handler)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(error.contains("handler_timeout"), "{error}");
+    let unnamed = t
+        .bus
+        .subscribe("t.x", options(" "), handler)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(unnamed.contains("group"), "{unnamed}");
+    let pattern = t
+        .bus
+        .subscribe("t..x", options("g"), handler)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(pattern.contains("t..x"), "{pattern}");
+}
