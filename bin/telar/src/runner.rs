@@ -58,6 +58,10 @@ pub async fn run(settings: Settings, names: Vec<String>) -> Result<(), CommandEr
             tracing::error!(%error, "service stopped with an error");
         }
     }
+    tracing::info!(
+        uptime_ms = clock.elapsed().as_millis() as u64,
+        "system stopped"
+    );
     eprintln!("stopped");
     outcome.map_err(CommandError::from)
 }

@@ -8,7 +8,7 @@
 
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -82,6 +82,8 @@ const SHARDS: usize = 8;
 /// (each carries its timestamp).
 pub(crate) struct StdoutWriter {
     shards: [Mutex<Vec<u8>>; SHARDS],
+    /// Dropping it (with the writer) tells the flusher thread to flush once more and exit.
+    _stop: Mutex<mpsc::Sender<()>>,
 }
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -92,15 +94,17 @@ thread_local! {
 
 impl StdoutWriter {
     fn start() -> Arc<Self> {
+        let (stop, stopped) = mpsc::channel::<()>();
         let writer = Arc::new(StdoutWriter {
             shards: std::array::from_fn(|_| Mutex::new(Vec::new())),
+            _stop: Mutex::new(stop),
         });
         let flusher = Arc::downgrade(&writer);
         let _ = std::thread::Builder::new()
             .name("telar-log-writer".into())
             .spawn(move || {
-                loop {
-                    std::thread::sleep(FLUSH_EVERY);
+                // Flush every interval; exit once the writer is dropped (its `Drop` flushes).
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(FLUSH_EVERY) {
                     match flusher.upgrade() {
                         Some(writer) => writer.flush(),
                         None => return,
@@ -124,7 +128,7 @@ impl StdoutWriter {
         }
     }
 
-    /// Writes everything pending now (every interval, and at exit).
+    /// Writes everything pending now (every interval, at exit, and on drop).
     pub(crate) fn flush(&self) {
         for shard in &self.shards {
             let batch = match shard.lock() {
@@ -136,6 +140,12 @@ impl StdoutWriter {
             };
             write_out(&batch);
         }
+    }
+}
+
+impl Drop for StdoutWriter {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 

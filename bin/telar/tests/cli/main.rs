@@ -127,10 +127,17 @@ fn start(
         .args(args)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("TELAR_SERVICES__HUB_SIM__PORT", "0")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let logs = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map(|l| l.unwrap_or_default() + "\n")
+            .collect::<String>()
+    });
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut url = None;
@@ -150,9 +157,8 @@ fn start(
     }
     let url = url.unwrap_or_else(|| panic!("no URL printed:\n{seen}"));
     let rest = std::thread::spawn(move || {
-        lines
-            .map(|l| l.unwrap_or_default() + "\n")
-            .collect::<String>()
+        let stderr: String = lines.map(|l| l.unwrap_or_default() + "\n").collect();
+        stderr + &logs.join().unwrap_or_default()
     });
     (child, url, rest)
 }
@@ -210,7 +216,16 @@ async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
     terminate(&child);
     let status = child.wait().expect("wait");
     assert!(status.success(), "clean exit after SIGTERM");
-    assert!(rest.join().unwrap_or_default().contains("stopped"));
+    let output = rest.join().unwrap_or_default();
+    assert!(output.contains("stopped"));
+    let last_log = output
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "system stopped");
+    assert!(
+        last_log.is_some(),
+        "JSON logs are flushed before exit:\n{output}"
+    );
 }
 
 #[tokio::test]
