@@ -66,8 +66,8 @@ pub(crate) async fn replay(db: &Db, filter: DeadLetterFilter) -> Result<(u64, Ve
     .filter_map(|row| row.get("grp").ok())
     .collect();
     query(
-        "INSERT INTO bus_deliveries (grp, seq, subject, envelope, available_at)
-         SELECT grp, seq, subject, envelope, $4 FROM bus_dead_letters
+        "INSERT INTO bus_deliveries (grp, seq, subject, available_at)
+         SELECT grp, seq, subject, $4 FROM bus_dead_letters
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)
          ON CONFLICT (grp, seq) DO NOTHING",
     )

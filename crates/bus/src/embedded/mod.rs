@@ -118,8 +118,7 @@ impl EmbeddedBus {
             commands,
             notifiers: Mutex::new(HashMap::new()),
         });
-        let groups = writer::load_groups(&db).await?;
-        tokio::spawn(writer::run(db, receiver, groups, Arc::downgrade(&inner)));
+        writer::spawn(&config.path, config.synchronous, receiver, Arc::downgrade(&inner))?;
         Ok(EmbeddedBus { inner })
     }
 
@@ -180,6 +179,9 @@ impl Backend for EmbeddedBus {
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.inner.db.close())
+        Box::pin(async move {
+            let _ = self.inner.commands.send(Command::Shutdown).await;
+            self.inner.db.close().await;
+        })
     }
 }

@@ -1,6 +1,7 @@
 use telar_sql::Migration;
 
-/// The bus log. Deliveries carry their own copy of the envelope so a claim is one statement.
+/// The bus log. Envelopes are stored once (`bus_messages`); a delivery row per group is small:
+/// claims read the envelope by `seq`.
 const SCHEMA: &str = "
 CREATE TABLE bus_messages (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -19,7 +20,6 @@ CREATE TABLE bus_deliveries (
     grp TEXT NOT NULL,
     seq INTEGER NOT NULL,
     subject TEXT,
-    envelope BLOB NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     available_at INTEGER NOT NULL,
     lease_until INTEGER,

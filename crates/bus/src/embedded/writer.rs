@@ -1,9 +1,15 @@
-//! The single writer: group commit of every bus write.
+//! The single writer: a dedicated thread with its own SQLite connection (rusqlite, cached
+//! prepared statements) that applies every bus write — publishes, claims, settlements — in
+//! group-committed transactions. See ADR 0006: sqlx's per-statement thread hop was the
+//! bottleneck of the first, async version.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Weak;
+use std::time::Duration;
 
-use telar_sql::{Db, Tx, generated_query, placeholders, query};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use telar_sql::Synchronous;
 use telar_types::Envelope;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,6 +37,8 @@ pub(crate) enum Command {
         lease_ms: i64,
         reply: oneshot::Sender<Result<Claimed>>,
     },
+    /// Stops the writer (its connection closes); later commands fail with `Closed`.
+    Shutdown,
     Settle {
         group: String,
         seq: i64,
@@ -75,14 +83,42 @@ pub(crate) fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-pub(crate) async fn load_groups(db: &Db) -> Result<Vec<(String, TopicPattern)>> {
-    let rows = query("SELECT name, pattern FROM bus_groups")
-        .fetch_all(db)
-        .await?;
-    let mut groups = Vec::with_capacity(rows.len());
+impl From<rusqlite::Error> for Error {
+    fn from(error: rusqlite::Error) -> Self {
+        Error::Storage(error.to_string())
+    }
+}
+
+/// Opens the writer's connection and starts its thread.
+pub(crate) fn spawn(
+    path: &Path,
+    synchronous: Synchronous,
+    receiver: mpsc::Receiver<Command>,
+    inner: Weak<Inner>,
+) -> Result<()> {
+    let connection = Connection::open(path)?;
+    connection.busy_timeout(Duration::from_secs(5))?;
+    let level = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    connection.pragma_update(None, "synchronous", level)?;
+    connection.set_prepared_statement_cache_capacity(64);
+    let groups = load_groups(&connection)?;
+    std::thread::Builder::new()
+        .name("telar-bus-writer".into())
+        .spawn(move || run(connection, receiver, groups, &inner))
+        .map_err(|e| Error::Storage(format!("cannot start the bus writer: {e}")))?;
+    Ok(())
+}
+
+fn load_groups(connection: &Connection) -> Result<Vec<(String, TopicPattern)>> {
+    let mut statement = connection.prepare("SELECT name, pattern FROM bus_groups")?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let mut groups = Vec::new();
     for row in rows {
-        let pattern: String = row.get("pattern")?;
-        groups.push((row.get("name")?, TopicPattern::parse(&pattern)?));
+        let (name, pattern) = row?;
+        groups.push((name, TopicPattern::parse(&pattern)?));
     }
     Ok(groups)
 }
@@ -117,14 +153,16 @@ impl Done {
     }
 }
 
-pub(crate) async fn run(
-    db: Db,
+fn run(
+    mut connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
     mut groups: Vec<(String, TopicPattern)>,
-    inner: Weak<Inner>,
+    inner: &Weak<Inner>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = receiver.recv().await {
+    let mut stopping = false;
+    while !stopping {
+        let Some(first) = receiver.blocking_recv() else { break };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -132,38 +170,42 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
+        if let Some(index) = batch.iter().position(|c| matches!(c, Command::Shutdown)) {
+            stopping = true;
+            for command in batch.drain(index..) {
+                reject(command, "the bus is closed");
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
         let mut woken = BTreeSet::new();
         let mut dead = false;
-        let mut done = Vec::with_capacity(batch.len());
-        let committed = match db.begin().await {
-            Ok(mut tx) => {
-                done =
-                    apply_batch(&mut tx, batch.drain(..), &mut groups, &mut woken, &mut dead).await;
-                tx.commit().await.map_err(|e| e.to_string())
-            }
+        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(transaction) => transaction,
             Err(error) => {
                 let reason = error.to_string();
-                for command in batch.drain(..) {
-                    reject(command, &reason);
-                }
-                Err(reason)
+                batch.drain(..).for_each(|command| reject(command, &reason));
+                continue;
             }
         };
-        match committed {
+        let done = apply_batch(&transaction, batch.drain(..), &mut groups, &mut woken, &mut dead);
+        match transaction.commit() {
             Ok(()) => {
                 done.into_iter().for_each(Done::send);
                 if let Some(inner) = inner.upgrade() {
                     inner.wake(&woken.into_iter().collect::<Vec<_>>());
                 }
                 if dead {
-                    super::dead_letters::refresh_gauge(&db).await;
+                    refresh_gauge(&connection);
                 }
             }
-            Err(reason) => {
+            Err(error) => {
+                let reason = error.to_string();
                 tracing::error!(%reason, "bus commit failed");
                 done.into_iter().for_each(|d| d.fail(&reason));
                 // Registrations of the failed batch did not happen.
-                if let Ok(stored) = load_groups(&db).await {
+                if let Ok(stored) = load_groups(&connection) {
                     groups = stored;
                 }
             }
@@ -182,14 +224,25 @@ fn reject(command: Command, reason: &str) {
         Command::Claim { reply, .. } => {
             let _ = reply.send(Err(error()));
         }
+        Command::Shutdown => {}
     }
 }
 
-/// Applies a batch in one transaction with as few statements as possible: registrations first,
-/// then every publish of the batch as multi-row inserts, every acknowledgement as one delete per
-/// group, then retries, dead letters and claims.
-async fn apply_batch(
-    tx: &mut Tx,
+/// Each command (or all the batch's publishes) runs inside a savepoint, so a failed statement
+/// rolls back only its own command, never half of it.
+fn guarded<T>(tx: &Transaction<'_>, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    tx.execute_batch("SAVEPOINT bus_command")?;
+    let result = work();
+    if result.is_err() {
+        let _ = tx.execute_batch("ROLLBACK TO SAVEPOINT bus_command");
+    }
+    let _ = tx.execute_batch("RELEASE SAVEPOINT bus_command");
+    result
+}
+
+/// Registrations first, then every publish of the batch, then settlements, then claims.
+fn apply_batch(
+    tx: &Transaction<'_>,
     batch: impl Iterator<Item = Command>,
     groups: &mut Vec<(String, TopicPattern)>,
     woken: &mut BTreeSet<String>,
@@ -197,202 +250,77 @@ async fn apply_batch(
 ) -> Vec<Done> {
     let mut done = Vec::new();
     let mut publishes = Vec::new();
-    let mut acks: Vec<Ack> = Vec::new();
     let mut settles = Vec::new();
     let mut claims = Vec::new();
     for command in batch {
         match command {
-            Command::Register {
-                group,
-                pattern,
-                reply,
-            } => {
-                savepoint(tx).await;
-                let result = register(tx, &group, &pattern, groups).await;
-                finish(tx, result.is_ok()).await;
+            Command::Register { group, pattern, reply } => {
+                let result = guarded(tx, || register(tx, &group, &pattern, groups));
                 done.push(Done::Unit(reply, result));
             }
             Command::Publish { envelopes, reply } => publishes.push((envelopes, reply)),
-            Command::Settle {
-                group,
-                seq,
-                token,
-                settlement: Settlement::Ack,
-                reply,
-            } => {
-                acks.push((group, seq, token, reply));
-            }
             settle @ Command::Settle { .. } => settles.push(settle),
             claim @ Command::Claim { .. } => claims.push(claim),
+            Command::Shutdown => {}
         }
     }
     if !publishes.is_empty() {
         let envelopes: Vec<&Envelope> = publishes.iter().flat_map(|(e, _)| e.iter()).collect();
-        // All or nothing: a failed statement must not leave messages without deliveries.
-        savepoint(tx).await;
-        let result = publish(tx, &envelopes, groups, woken)
-            .await
-            .map_err(|e| e.to_string());
-        finish(tx, result.is_ok()).await;
+        let result = guarded(tx, || publish(tx, &envelopes, groups, woken)).map_err(|e| e.to_string());
         for (_, reply) in publishes {
             done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
         }
     }
-    if !acks.is_empty() {
-        savepoint(tx).await;
-        let result = acknowledge(tx, &acks).await.map_err(|e| e.to_string());
-        finish(tx, result.is_ok()).await;
-        for (group, ..) in &acks {
-            // A settled head frees its subject: wake the group's consumers.
-            woken.insert(group.clone());
-        }
-        for (_, _, _, reply) in acks {
-            done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
-        }
-    }
     for command in settles {
-        if let Command::Settle {
-            group,
-            seq,
-            token,
-            settlement,
-            reply,
-        } = command
-        {
+        if let Command::Settle { group, seq, token, settlement, reply } = command {
             if matches!(settlement, Settlement::Dead { .. }) {
                 *dead = true;
             }
-            savepoint(tx).await;
-            let result = settle(tx, &group, seq, token, settlement).await;
-            finish(tx, result.is_ok()).await;
+            let result = guarded(tx, || settle(tx, &group, seq, token, settlement));
+            // A settled head frees its subject: wake the group's consumers.
             woken.insert(group);
             done.push(Done::Unit(reply, result));
         }
     }
     for command in claims {
-        if let Command::Claim {
-            group,
-            max,
-            lease_ms,
-            reply,
-        } = command
-        {
-            done.push(Done::Claimed(reply, claim(tx, &group, max, lease_ms).await));
+        if let Command::Claim { group, max, lease_ms, reply } = command {
+            done.push(Done::Claimed(reply, claim(tx, &group, max, lease_ms)));
         }
     }
     done
 }
 
-/// Each command (or the batch's publishes, or its acknowledgements) runs inside a savepoint,
-/// so a failed statement rolls back only its own command, never half of it.
-async fn savepoint(tx: &mut Tx) {
-    if let Err(error) = query("SAVEPOINT bus_command").execute(&mut *tx).await {
-        tracing::error!(%error, "cannot open a savepoint");
-    }
-}
-
-async fn finish(tx: &mut Tx, ok: bool) {
-    if !ok {
-        let _ = query("ROLLBACK TO SAVEPOINT bus_command")
-            .execute(&mut *tx)
-            .await;
-    }
-    let _ = query("RELEASE SAVEPOINT bus_command")
-        .execute(&mut *tx)
-        .await;
-}
-
-/// (group, seq, lease token, reply) of an acknowledgement.
-type Ack = (String, i64, i64, oneshot::Sender<Result<()>>);
-
-/// Rows per multi-row statement (5 columns each: far below SQLite's variable limit).
-const ROWS_PER_STATEMENT: usize = 400;
-
-async fn publish(
-    tx: &mut Tx,
+fn publish(
+    tx: &Transaction<'_>,
     envelopes: &[&Envelope],
     groups: &[(String, TopicPattern)],
     woken: &mut BTreeSet<String>,
 ) -> Result<()> {
     let now = now_ms();
-    let encoded: Vec<Vec<u8>> = envelopes.iter().map(|e| e.to_json()).collect();
-    let mut deliveries: Vec<(&str, i64, Option<&str>, &[u8])> = Vec::new();
-    let indexed: Vec<(usize, &&Envelope)> = envelopes.iter().enumerate().collect();
-    for chunk in indexed.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES {}
-             ON CONFLICT (id) DO NOTHING RETURNING seq, id",
-            placeholders(chunk.len(), 5, 1)
-        );
-        let mut statement = generated_query(sql);
-        for (index, envelope) in chunk {
-            statement = statement
-                .bind(&envelope.id)
-                .bind(&envelope.ty)
-                .bind(envelope.subject.clone())
-                .bind(encoded[*index].clone())
-                .bind(now);
-        }
-        // Ids already published (earlier, or earlier in this batch) are not returned:
-        // duplicates are suppressed.
-        let mut inserted: HashMap<String, i64> = HashMap::new();
-        for row in statement.fetch_all(&mut *tx).await? {
-            inserted.insert(row.get("id")?, row.get("seq")?);
-        }
-        for (index, envelope) in chunk {
-            let Some(seq) = inserted.remove(&envelope.id) else {
-                continue;
-            };
-            for (group, _) in groups.iter().filter(|(_, p)| p.matches(&envelope.ty)) {
-                deliveries.push((group, seq, envelope.subject.as_deref(), &encoded[*index]));
-                woken.insert(group.clone());
-            }
-        }
-    }
-    for chunk in deliveries.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO bus_deliveries (grp, seq, subject, envelope, available_at) VALUES {}",
-            placeholders(chunk.len(), 5, 1)
-        );
-        let mut statement = generated_query(sql);
-        for (group, seq, subject, envelope) in chunk {
-            statement = statement
-                .bind(*group)
-                .bind(*seq)
-                .bind(subject.map(str::to_owned))
-                .bind(envelope.to_vec())
-                .bind(now);
-        }
-        statement.execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Deletes acknowledged deliveries: one statement per group and chunk. A delivery claimed
-/// again since (its lease expired) has more attempts and is left alone.
-async fn acknowledge(tx: &mut Tx, acks: &[Ack]) -> Result<()> {
-    let mut by_group: HashMap<&str, Vec<(i64, i64)>> = HashMap::new();
-    for (group, seq, token, _) in acks {
-        by_group.entry(group).or_default().push((*seq, *token));
-    }
-    for (group, rows) in by_group {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let sql = format!(
-                "DELETE FROM bus_deliveries WHERE grp = $1 AND (seq, lease_token) IN (VALUES {})",
-                placeholders(chunk.len(), 2, 2)
-            );
-            let mut statement = generated_query(sql).bind(group);
-            for (seq, token) in chunk {
-                statement = statement.bind(*seq).bind(*token);
-            }
-            statement.execute(&mut *tx).await?;
+    let mut insert_message = tx.prepare_cached(
+        "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (id) DO NOTHING RETURNING seq",
+    )?;
+    let mut insert_delivery = tx.prepare_cached(
+        "INSERT INTO bus_deliveries (grp, seq, subject, available_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for envelope in envelopes {
+        let bytes = envelope.to_json();
+        let seq: Option<i64> = insert_message
+            .query_row(params![envelope.id, envelope.ty, envelope.subject, bytes, now], |row| row.get(0))
+            .optional()?;
+        // Already published (same envelope id): duplicate suppressed.
+        let Some(seq) = seq else { continue };
+        for (group, _) in groups.iter().filter(|(_, p)| p.matches(&envelope.ty)) {
+            insert_delivery.execute(params![group, seq, envelope.subject, now])?;
+            woken.insert(group.clone());
         }
     }
     Ok(())
 }
 
-async fn register(
-    tx: &mut Tx,
+fn register(
+    tx: &Transaction<'_>,
     group: &str,
     pattern: &TopicPattern,
     groups: &mut Vec<(String, TopicPattern)>,
@@ -407,125 +335,118 @@ async fn register(
             requested: pattern.as_str().to_owned(),
         });
     }
-    query("INSERT INTO bus_groups (name, pattern, created_at) VALUES ($1, $2, $3)")
-        .bind(group)
-        .bind(pattern.as_str())
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+    tx.execute(
+        "INSERT INTO bus_groups (name, pattern, created_at) VALUES (?1, ?2, ?3)",
+        params![group, pattern.as_str(), now_ms()],
+    )?;
     groups.push((group.to_owned(), pattern.clone()));
     Ok(())
 }
 
-async fn claim(tx: &mut Tx, group: &str, max: u32, lease_ms: i64) -> Result<Claimed> {
+fn claim(tx: &Transaction<'_>, group: &str, max: u32, lease_ms: i64) -> Result<Claimed> {
     let now = now_ms();
-    let rows = query(
-        "UPDATE bus_deliveries SET lease_until = $1, attempts = attempts + 1, lease_token = random()
-         WHERE grp = $2 AND seq IN (
+    let mut statement = tx.prepare_cached(
+        "UPDATE bus_deliveries SET lease_until = ?1, attempts = attempts + 1, lease_token = random()
+         WHERE grp = ?2 AND seq IN (
              SELECT d.seq FROM bus_deliveries d
-             WHERE d.grp = $2 AND d.available_at <= $3
-               AND (d.lease_until IS NULL OR d.lease_until < $3)
+             WHERE d.grp = ?2 AND d.available_at <= ?3
+               AND (d.lease_until IS NULL OR d.lease_until < ?3)
                AND (d.subject IS NULL OR NOT EXISTS (
                    SELECT 1 FROM bus_deliveries e
                    WHERE e.grp = d.grp AND e.subject = d.subject AND e.seq < d.seq))
-             ORDER BY d.seq LIMIT $4)
-         RETURNING seq, attempts, lease_token, envelope, history",
-    )
-    .bind(now + lease_ms)
-    .bind(group)
-    .bind(now)
-    .bind(i64::from(max))
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut deliveries = Vec::with_capacity(rows.len());
-    for row in rows {
-        let history: String = row.get("history")?;
-        deliveries.push(Claim {
-            seq: row.get("seq")?,
-            token: row.get("lease_token")?,
-            attempt: u32::try_from(row.get::<i64>("attempts")?).unwrap_or(u32::MAX),
-            envelope: row.get("envelope")?,
+             ORDER BY d.seq LIMIT ?4)
+         RETURNING seq, attempts, lease_token, history",
+    )?;
+    let rows = statement.query_map(params![now + lease_ms, group, now, i64::from(max)], |row| {
+        let history: String = row.get(3)?;
+        Ok(Claim {
+            seq: row.get(0)?,
+            attempt: u32::try_from(row.get::<_, i64>(1)?).unwrap_or(u32::MAX),
+            token: row.get(2)?,
+            envelope: Vec::new(),
             history: serde_json::from_str(&history).unwrap_or_default(),
-        });
-    }
+        })
+    })?;
+    let mut deliveries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
     deliveries.sort_by_key(|d| d.seq);
+    let mut envelope = tx.prepare_cached("SELECT envelope FROM bus_messages WHERE seq = ?1")?;
+    for delivery in &mut deliveries {
+        delivery.envelope = envelope.query_row(params![delivery.seq], |row| row.get(0))?;
+    }
     let next_due_ms = if deliveries.is_empty() {
         // Only future times: a row blocked behind its subject's head is not "due", and waking
         // for it would spin. Settlements wake the group when a head goes away.
-        query(
-            "SELECT MIN(due) AS due FROM (
+        tx.prepare_cached(
+            "SELECT MIN(due) FROM (
                  SELECT CASE WHEN lease_until IS NOT NULL THEN lease_until ELSE available_at END AS due
-                 FROM bus_deliveries WHERE grp = $1)
-             WHERE due > $2",
-        )
-        .bind(group)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .get::<Option<i64>>("due")?
+                 FROM bus_deliveries WHERE grp = ?1)
+             WHERE due > ?2",
+        )?
+        .query_row(params![group, now], |row| row.get::<_, Option<i64>>(0))?
     } else {
         None
     };
-    Ok(Claimed {
-        deliveries,
-        next_due_ms,
-    })
+    Ok(Claimed { deliveries, next_due_ms })
 }
 
-async fn settle(
-    tx: &mut Tx,
-    group: &str,
-    seq: i64,
-    token: i64,
-    settlement: Settlement,
-) -> Result<()> {
-    // `lease_token = $3` makes a late settlement (the lease expired and the message was claimed
+fn settle(tx: &Transaction<'_>, group: &str, seq: i64, token: i64, settlement: Settlement) -> Result<()> {
+    // `lease_token = ?3` makes a late settlement (the lease expired and the message was claimed
     // again, or it was dead-lettered and replayed) a no-op instead of undoing the newer delivery.
     match settlement {
         Settlement::Ack => {
-            query("DELETE FROM bus_deliveries WHERE grp = $1 AND seq = $2 AND lease_token = $3")
-                .bind(group)
-                .bind(seq)
-                .bind(token)
-                .execute(&mut *tx)
-                .await?;
+            tx.prepare_cached("DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2 AND lease_token = ?3")?
+                .execute(params![group, seq, token])?;
         }
         Settlement::Retry { at_ms, history } => {
-            query(
-                "UPDATE bus_deliveries SET lease_until = NULL, available_at = $4, history = $5
-                 WHERE grp = $1 AND seq = $2 AND lease_token = $3",
-            )
-            .bind(group)
-            .bind(seq)
-            .bind(token)
-            .bind(at_ms)
-            .bind(serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()))
-            .execute(&mut *tx)
-            .await?;
+            tx.prepare_cached(
+                "UPDATE bus_deliveries SET lease_until = NULL, available_at = ?4, history = ?5
+                 WHERE grp = ?1 AND seq = ?2 AND lease_token = ?3",
+            )?
+            .execute(params![
+                group,
+                seq,
+                token,
+                at_ms,
+                serde_json::to_string(&history).unwrap_or_else(|_| "[]".into())
+            ])?;
         }
         Settlement::Dead { error, history } => {
-            let moved = query(
-                "INSERT INTO bus_dead_letters (grp, seq, message_id, topic, subject, envelope, last_error, attempts, history, dead_at)
-                 SELECT d.grp, d.seq, m.id, m.topic, d.subject, d.envelope, $4, d.attempts, $5, $6
-                 FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
-                 WHERE d.grp = $1 AND d.seq = $2 AND d.lease_token = $3",
-            )
-            .bind(group)
-            .bind(seq)
-            .bind(token)
-            .bind(error)
-            .bind(serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()))
-            .bind(super::dead_letters::now_rfc3339())
-            .execute(&mut *tx)
-            .await?;
+            let moved = tx
+                .prepare_cached(
+                    "INSERT INTO bus_dead_letters (grp, seq, message_id, topic, subject, envelope, last_error, attempts, history, dead_at)
+                     SELECT d.grp, d.seq, m.id, m.topic, d.subject, m.envelope, ?4, d.attempts, ?5, ?6
+                     FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
+                     WHERE d.grp = ?1 AND d.seq = ?2 AND d.lease_token = ?3",
+                )?
+                .execute(params![
+                    group,
+                    seq,
+                    token,
+                    error,
+                    serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
+                    super::dead_letters::now_rfc3339()
+                ])?;
             if moved > 0 {
-                query("DELETE FROM bus_deliveries WHERE grp = $1 AND seq = $2")
-                    .bind(group)
-                    .bind(seq)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.prepare_cached("DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2")?
+                    .execute(params![group, seq])?;
             }
         }
     }
     Ok(())
+}
+
+/// Sets `queue_dlq_length{group}` for every known group (0 when it has none).
+fn refresh_gauge(connection: &Connection) {
+    let Ok(mut statement) = connection.prepare_cached(
+        "SELECT g.name, COUNT(d.id) FROM bus_groups g
+         LEFT JOIN bus_dead_letters d ON d.grp = g.name GROUP BY g.name",
+    ) else {
+        return;
+    };
+    let Ok(rows) = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))) else {
+        return;
+    };
+    for (group, count) in rows.flatten() {
+        metrics::gauge!("queue_dlq_length", "group" => group).set(count as f64);
+    }
 }
