@@ -110,11 +110,22 @@ async fn embedded(
 
 /// The reference: the same rows inserted with rusqlite (prepared statement, transactions of
 /// 500) at the same durability — the fastest plain way to get them durably into SQLite.
-async fn raw_inserts(messages: usize, payload: &str, synchronous: Synchronous) -> Result<f64, Box<dyn std::error::Error>> {
+async fn raw_inserts(
+    messages: usize,
+    payload: &str,
+    synchronous: Synchronous,
+) -> Result<f64, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("raw.db");
     let bodies: Vec<Vec<u8>> = (0..messages)
-        .map(|n| Envelope::new("/bench", "bench.event", serde_json::json!({"p": payload, "n": n})).to_json())
+        .map(|n| {
+            Envelope::new(
+                "/bench",
+                "bench.event",
+                serde_json::json!({"p": payload, "n": n}),
+            )
+            .to_json()
+        })
         .collect();
     let level = match synchronous {
         Synchronous::Full => "FULL",

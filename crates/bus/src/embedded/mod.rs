@@ -118,7 +118,12 @@ impl EmbeddedBus {
             commands,
             notifiers: Mutex::new(HashMap::new()),
         });
-        writer::spawn(&config.path, config.synchronous, receiver, Arc::downgrade(&inner))?;
+        writer::spawn(
+            &config.path,
+            config.synchronous,
+            receiver,
+            Arc::downgrade(&inner),
+        )?;
         Ok(EmbeddedBus { inner })
     }
 

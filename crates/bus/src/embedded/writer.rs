@@ -114,7 +114,9 @@ pub(crate) fn spawn(
 
 fn load_groups(connection: &Connection) -> Result<Vec<(String, TopicPattern)>> {
     let mut statement = connection.prepare("SELECT name, pattern FROM bus_groups")?;
-    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+    })?;
     let mut groups = Vec::new();
     for row in rows {
         let (name, pattern) = row?;
@@ -162,7 +164,9 @@ fn run(
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
-        let Some(first) = receiver.blocking_recv() else { break };
+        let Some(first) = receiver.blocking_recv() else {
+            break;
+        };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
@@ -181,7 +185,8 @@ fn run(
         }
         let mut woken = BTreeSet::new();
         let mut dead = false;
-        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate) {
+        let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
+        {
             Ok(transaction) => transaction,
             Err(error) => {
                 let reason = error.to_string();
@@ -189,7 +194,13 @@ fn run(
                 continue;
             }
         };
-        let done = apply_batch(&transaction, batch.drain(..), &mut groups, &mut woken, &mut dead);
+        let done = apply_batch(
+            &transaction,
+            batch.drain(..),
+            &mut groups,
+            &mut woken,
+            &mut dead,
+        );
         match transaction.commit() {
             Ok(()) => {
                 done.into_iter().for_each(Done::send);
@@ -254,7 +265,11 @@ fn apply_batch(
     let mut claims = Vec::new();
     for command in batch {
         match command {
-            Command::Register { group, pattern, reply } => {
+            Command::Register {
+                group,
+                pattern,
+                reply,
+            } => {
                 let result = guarded(tx, || register(tx, &group, &pattern, groups));
                 done.push(Done::Unit(reply, result));
             }
@@ -266,13 +281,21 @@ fn apply_batch(
     }
     if !publishes.is_empty() {
         let envelopes: Vec<&Envelope> = publishes.iter().flat_map(|(e, _)| e.iter()).collect();
-        let result = guarded(tx, || publish(tx, &envelopes, groups, woken)).map_err(|e| e.to_string());
+        let result =
+            guarded(tx, || publish(tx, &envelopes, groups, woken)).map_err(|e| e.to_string());
         for (_, reply) in publishes {
             done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
         }
     }
     for command in settles {
-        if let Command::Settle { group, seq, token, settlement, reply } = command {
+        if let Command::Settle {
+            group,
+            seq,
+            token,
+            settlement,
+            reply,
+        } = command
+        {
             if matches!(settlement, Settlement::Dead { .. }) {
                 *dead = true;
             }
@@ -283,7 +306,13 @@ fn apply_batch(
         }
     }
     for command in claims {
-        if let Command::Claim { group, max, lease_ms, reply } = command {
+        if let Command::Claim {
+            group,
+            max,
+            lease_ms,
+            reply,
+        } = command
+        {
             done.push(Done::Claimed(reply, claim(tx, &group, max, lease_ms)));
         }
     }
@@ -307,7 +336,10 @@ fn publish(
     for envelope in envelopes {
         let bytes = envelope.to_json();
         let seq: Option<i64> = insert_message
-            .query_row(params![envelope.id, envelope.ty, envelope.subject, bytes, now], |row| row.get(0))
+            .query_row(
+                params![envelope.id, envelope.ty, envelope.subject, bytes, now],
+                |row| row.get(0),
+            )
             .optional()?;
         // Already published (same envelope id): duplicate suppressed.
         let Some(seq) = seq else { continue };
@@ -386,16 +418,27 @@ fn claim(tx: &Transaction<'_>, group: &str, max: u32, lease_ms: i64) -> Result<C
     } else {
         None
     };
-    Ok(Claimed { deliveries, next_due_ms })
+    Ok(Claimed {
+        deliveries,
+        next_due_ms,
+    })
 }
 
-fn settle(tx: &Transaction<'_>, group: &str, seq: i64, token: i64, settlement: Settlement) -> Result<()> {
+fn settle(
+    tx: &Transaction<'_>,
+    group: &str,
+    seq: i64,
+    token: i64,
+    settlement: Settlement,
+) -> Result<()> {
     // `lease_token = ?3` makes a late settlement (the lease expired and the message was claimed
     // again, or it was dead-lettered and replayed) a no-op instead of undoing the newer delivery.
     match settlement {
         Settlement::Ack => {
-            tx.prepare_cached("DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2 AND lease_token = ?3")?
-                .execute(params![group, seq, token])?;
+            tx.prepare_cached(
+                "DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2 AND lease_token = ?3",
+            )?
+            .execute(params![group, seq, token])?;
         }
         Settlement::Retry { at_ms, history } => {
             tx.prepare_cached(
@@ -443,7 +486,9 @@ fn refresh_gauge(connection: &Connection) {
     ) else {
         return;
     };
-    let Ok(rows) = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))) else {
+    let Ok(rows) = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+    }) else {
         return;
     };
     for (group, count) in rows.flatten() {

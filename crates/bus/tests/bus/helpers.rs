@@ -14,6 +14,8 @@ use telar_types::Envelope;
 /// A bus under test, and what keeps its storage alive.
 pub struct TestBus {
     pub bus: Bus,
+    /// The embedded log file, for tests that damage it on purpose.
+    pub path: Option<std::path::PathBuf>,
     pub reopen: Box<dyn Fn() -> BoxFuture<'static, Bus> + Send + Sync>,
     _dir: Option<Arc<tempfile::TempDir>>,
 }
@@ -28,6 +30,7 @@ pub async fn embedded() -> TestBus {
     let keep = dir.clone();
     TestBus {
         bus,
+        path: Some(config.path.clone()),
         reopen: Box::new(move || {
             let config = config.clone();
             let _keep = keep.clone();

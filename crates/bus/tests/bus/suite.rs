@@ -607,3 +607,56 @@ async fn options_that_would_double_deliver_are_refused() {
         .unwrap_or_default();
     assert!(pattern.contains("t..x"), "{pattern}");
 }
+
+/// An envelope that does not decode (written by something other than telar) is dead-lettered
+/// with the reason, and the consumer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_envelopes_are_dead_lettered() {
+    let t = crate::helpers::embedded().await;
+    let (ok, mut acked) = mpsc::unbounded_channel();
+    let sub = t
+        .bus
+        .subscribe("t.raw", options("raw"), move |d: telar_bus::Delivery| {
+            let ok = ok.clone();
+            async move {
+                let _ = ok.send(n_of(&d.envelope));
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe");
+    let path = t.path.clone().expect("embedded bus file");
+    let db = telar_sql::Db::sqlite(&path, &telar_sql::SqliteConfig::default())
+        .await
+        .expect("open file");
+    telar_sql::query("INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES ('garbage-1', 't.raw', 'g', X'7B6E6F74', 0)")
+        .execute(&db)
+        .await
+        .expect("insert message");
+    telar_sql::query("INSERT INTO bus_deliveries (grp, seq, subject, available_at) SELECT 'raw', seq, 'g', 0 FROM bus_messages WHERE id = 'garbage-1'")
+        .execute(&db)
+        .await
+        .expect("insert delivery");
+    t.bus
+        .publish(event("t.raw", "h", 5))
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut acked).await, Some(5), "the consumer kept going");
+    eventually("the garbage is dead-lettered", || {
+        let bus = t.bus.clone();
+        async move { dead_letters(&bus, "raw").await.len() == 1 }
+    })
+    .await;
+    let letter = &dead_letters(&t.bus, "raw").await[0];
+    assert!(
+        letter.last_error.contains("undecodable"),
+        "{}",
+        letter.last_error
+    );
+    assert_eq!(
+        letter.envelope,
+        serde_json::Value::String("{not".into()),
+        "raw bytes kept for inspection"
+    );
+    sub.stop().await;
+}
