@@ -385,9 +385,15 @@ async fn dead_letters_replay_and_purge(t: TestBus) {
 async fn published_messages_survive_a_restart(t: TestBus) {
     let sub = t
         .bus
-        .subscribe("t.durable", options("d"), |_d: telar_bus::Delivery| async {
-            Outcome::retry("not now")
-        })
+        .subscribe(
+            "t.durable",
+            // Short lease: if the dying consumer managed to claim before it was aborted, the
+            // messages come back quickly after the restart (as they would after a crash).
+            options("d")
+                .lease(Duration::from_millis(500))
+                .handler_timeout(Duration::from_millis(400)),
+            |_d: telar_bus::Delivery| async { Outcome::retry("not now") },
+        )
         .await
         .expect("register");
     sub.abort();
