@@ -1,11 +1,11 @@
 //! The embedded backend: a SQLite log with group commit.
 //!
-//! One writer task owns every write (publish, claim, settle): it takes all commands waiting in
-//! its channel, applies them in one transaction and commits once — many concurrent publishes
-//! share one fsync. Each consumer group has its own delivery rows (fan-out at publish), claimed
-//! under a lease; a delivery whose lease expires is delivered again. Per-subject order holds
-//! within a group: a delivery is only claimed when no earlier delivery of the same subject is
-//! still pending, leased or waiting to be retried.
+//! One writer thread, on its own rusqlite connection, owns every write (publish, claim, settle):
+//! it takes all commands waiting in its channel, applies them in one transaction and commits
+//! once — many concurrent publishes share one fsync. Each consumer group has its own delivery
+//! rows (fan-out at publish), claimed under a lease; a delivery whose lease expires is delivered
+//! again. Per-subject order holds within a group: a delivery is only claimed when no earlier
+//! delivery of the same subject is still pending, leased or waiting to be retried.
 //!
 //! One process owns the file (the writer is in-process); consumers in that process
 //! load-balance within a group.
