@@ -42,6 +42,7 @@ async fn embedded(
     let config = EmbeddedConfig {
         path: dir.path().join("bus.db"),
         synchronous,
+        ..EmbeddedConfig::default()
     };
     let bus = Bus::new(EmbeddedBus::open(&config).await?);
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::with_capacity(messages)));

@@ -65,6 +65,20 @@ pub(crate) async fn replay(db: &Db, filter: DeadLetterFilter) -> Result<(u64, Ve
     .iter()
     .filter_map(|row| row.get("grp").ok())
     .collect();
+    // The log may have dropped the message since (retention): put it back from the dead
+    // letter's copy before queueing the delivery again.
+    query(
+        "INSERT INTO bus_messages (seq, id, topic, subject, envelope, published_at)
+         SELECT seq, message_id, topic, subject, envelope, $4 FROM bus_dead_letters
+         WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(filter.id)
+    .bind(filter.group.clone())
+    .bind(filter.topic.clone())
+    .bind(now_ms())
+    .execute(&mut tx)
+    .await?;
     query(
         "INSERT INTO bus_deliveries (grp, seq, subject, available_at)
          SELECT grp, seq, subject, $4 FROM bus_dead_letters

@@ -44,6 +44,11 @@ pub struct EmbeddedConfig {
     /// `full` (default): a published message survives power loss. `normal`: it survives a
     /// process crash but the last commits may be lost on power loss.
     pub synchronous: Synchronous,
+    /// How long a message stays in the log once no group has it pending (also how long a
+    /// re-published envelope id is recognised as a duplicate).
+    pub retention_secs: u64,
+    /// How often the writer removes messages past retention.
+    pub gc_interval_secs: u64,
 }
 
 impl Default for EmbeddedConfig {
@@ -51,6 +56,8 @@ impl Default for EmbeddedConfig {
         EmbeddedConfig {
             path: PathBuf::from("data/bus.db"),
             synchronous: Synchronous::Full,
+            retention_secs: 7 * 24 * 3600,
+            gc_interval_secs: 60,
         }
     }
 }
@@ -118,12 +125,7 @@ impl EmbeddedBus {
             commands,
             notifiers: Mutex::new(HashMap::new()),
         });
-        writer::spawn(
-            &config.path,
-            config.synchronous,
-            receiver,
-            Arc::downgrade(&inner),
-        )?;
+        writer::spawn(config, receiver, Arc::downgrade(&inner))?;
         Ok(EmbeddedBus { inner })
     }
 

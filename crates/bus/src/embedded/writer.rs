@@ -4,7 +4,6 @@
 //! bottleneck of the first, async version.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::Weak;
 use std::time::Duration;
 
@@ -91,12 +90,16 @@ impl From<rusqlite::Error> for Error {
 
 /// Opens the writer's connection and starts its thread.
 pub(crate) fn spawn(
-    path: &Path,
-    synchronous: Synchronous,
+    config: &super::EmbeddedConfig,
     receiver: mpsc::Receiver<Command>,
     inner: Weak<Inner>,
 ) -> Result<()> {
-    let connection = Connection::open(path)?;
+    let synchronous = config.synchronous;
+    let retention = Retention {
+        keep_ms: i64::try_from(config.retention_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+        every: Duration::from_secs(config.gc_interval_secs),
+    };
+    let connection = Connection::open(&config.path)?;
     connection.busy_timeout(Duration::from_secs(5))?;
     let level = match synchronous {
         Synchronous::Full => "FULL",
@@ -107,7 +110,7 @@ pub(crate) fn spawn(
     let groups = load_groups(&connection)?;
     std::thread::Builder::new()
         .name("telar-bus-writer".into())
-        .spawn(move || run(connection, receiver, groups, &inner))
+        .spawn(move || run(connection, receiver, groups, &inner, &retention))
         .map_err(|e| Error::Storage(format!("cannot start the bus writer: {e}")))?;
     Ok(())
 }
@@ -155,12 +158,43 @@ impl Done {
     }
 }
 
+/// When finished messages leave the log.
+struct Retention {
+    keep_ms: i64,
+    every: Duration,
+}
+
+/// Removes messages older than the retention that no delivery still needs (dead letters keep
+/// their own copy of the envelope). Bounded per run so a large backlog never stalls the writer.
+fn collect_garbage(connection: &Connection, retention: &Retention) {
+    let cutoff = now_ms().saturating_sub(retention.keep_ms);
+    let result = connection
+        .prepare_cached("SELECT MIN(seq) FROM bus_deliveries")
+        .and_then(|mut statement| statement.query_row([], |row| row.get::<_, Option<i64>>(0)))
+        .and_then(|oldest_pending| {
+            connection
+                .prepare_cached(
+                    "DELETE FROM bus_messages WHERE seq IN (
+                     SELECT seq FROM bus_messages WHERE published_at <= ?1 AND seq < ?2
+                     ORDER BY seq LIMIT 10000)",
+                )?
+                .execute(params![cutoff, oldest_pending.unwrap_or(i64::MAX)])
+        });
+    match result {
+        Ok(0) => {}
+        Ok(removed) => tracing::debug!(removed, "bus log: finished messages removed"),
+        Err(error) => tracing::warn!(%error, "bus log garbage collection failed"),
+    }
+}
+
 fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
     mut groups: Vec<(String, TopicPattern)>,
     inner: &Weak<Inner>,
+    retention: &Retention,
 ) {
+    let mut last_gc = std::time::Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -209,6 +243,10 @@ fn run(
                 }
                 if dead {
                     refresh_gauge(&connection);
+                }
+                if last_gc.elapsed() >= retention.every {
+                    collect_garbage(&connection, retention);
+                    last_gc = std::time::Instant::now();
                 }
             }
             Err(error) => {
@@ -403,7 +441,12 @@ fn claim(tx: &Transaction<'_>, group: &str, max: u32, lease_ms: i64) -> Result<C
     deliveries.sort_by_key(|d| d.seq);
     let mut envelope = tx.prepare_cached("SELECT envelope FROM bus_messages WHERE seq = ?1")?;
     for delivery in &mut deliveries {
-        delivery.envelope = envelope.query_row(params![delivery.seq], |row| row.get(0))?;
+        // A missing message (should not happen: it is kept while deliveries need it) becomes an
+        // empty envelope, which the consumer dead-letters as undecodable instead of stalling.
+        delivery.envelope = envelope
+            .query_row(params![delivery.seq], |row| row.get(0))
+            .optional()?
+            .unwrap_or_default();
     }
     let next_due_ms = if deliveries.is_empty() {
         // Only future times: a row blocked behind its subject's head is not "due", and waking

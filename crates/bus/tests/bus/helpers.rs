@@ -21,11 +21,17 @@ pub struct TestBus {
 }
 
 pub async fn embedded() -> TestBus {
+    embedded_with(|_| {}).await
+}
+
+/// An embedded bus with settings changed by `adjust` (the path is set by the helper).
+pub async fn embedded_with(adjust: impl FnOnce(&mut EmbeddedConfig)) -> TestBus {
     let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-    let config = EmbeddedConfig {
+    let mut config = EmbeddedConfig {
         path: dir.path().join("bus.db"),
         ..EmbeddedConfig::default()
     };
+    adjust(&mut config);
     let bus = Bus::new(EmbeddedBus::open(&config).await.expect("open bus"));
     let keep = dir.clone();
     TestBus {

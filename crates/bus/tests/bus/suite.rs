@@ -666,3 +666,88 @@ async fn undecodable_envelopes_are_dead_lettered() {
     );
     sub.stop().await;
 }
+
+async fn messages_in_log(t: &TestBus) -> i64 {
+    let path = t.path.clone().expect("embedded bus file");
+    let db = telar_sql::Db::sqlite(&path, &telar_sql::SqliteConfig::default())
+        .await
+        .expect("open file");
+    telar_sql::query("SELECT COUNT(*) AS n FROM bus_messages")
+        .fetch_one(&db)
+        .await
+        .and_then(|row| row.get("n"))
+        .expect("count")
+}
+
+/// Finished messages leave the log after the retention; pending ones and dead letters stay, and
+/// a dead letter whose message was collected still replays with its envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_forgets_finished_messages_but_not_dead_letters() {
+    let t = crate::helpers::embedded_with(|config| {
+        config.retention_secs = 0;
+        config.gc_interval_secs = 0;
+    })
+    .await;
+    let fail = Arc::new(AtomicBool::new(true));
+    let flag = fail.clone();
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let sub = t
+        .bus
+        .subscribe("t.gc", options("gc"), move |d: telar_bus::Delivery| {
+            let (flag, seen) = (flag.clone(), seen.clone());
+            async move {
+                let n = n_of(&d.envelope);
+                if n == 0 && flag.load(Ordering::SeqCst) {
+                    return Outcome::reject("not yet");
+                }
+                let _ = seen.send(n);
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe");
+    for n in 0..5 {
+        t.bus
+            .publish(event("t.gc", &format!("s{n}"), n))
+            .await
+            .expect("publish");
+    }
+    for _ in 0..4 {
+        next(&mut received).await.expect("delivered");
+    }
+    eventually("message 0 is dead-lettered", || {
+        let bus = t.bus.clone();
+        async move { dead_letters(&bus, "gc").await.len() == 1 }
+    })
+    .await;
+    // Each later batch runs the collector (interval 0): publish once more to trigger it.
+    t.bus
+        .publish(event("t.gc", "s9", 9))
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut received).await, Some(9));
+    t.bus
+        .publish(event("t.gc", "s10", 10))
+        .await
+        .expect("publish");
+    assert_eq!(next(&mut received).await, Some(10));
+    eventually("finished messages are collected", || {
+        let t = &t;
+        async move { messages_in_log(t).await <= 1 }
+    })
+    .await;
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(
+        t.bus
+            .replay(DeadLetterFilter::group("gc"))
+            .await
+            .expect("replay"),
+        1
+    );
+    assert_eq!(
+        next(&mut received).await,
+        Some(0),
+        "replayed from the dead letter's copy"
+    );
+    sub.stop().await;
+}
