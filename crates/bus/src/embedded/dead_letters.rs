@@ -8,6 +8,20 @@ use super::writer::now_ms;
 use crate::Result;
 use crate::dead_letter::{DeadLetter, DeadLetterFilter};
 
+/// Binds `$1`, `$2`, `$3` of the dead-letter filter clause
+/// `($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)`.
+trait Filtered {
+    fn filtered(self, filter: &DeadLetterFilter) -> Self;
+}
+
+impl Filtered for telar_sql::Query {
+    fn filtered(self, filter: &DeadLetterFilter) -> Self {
+        self.bind(filter.id)
+            .bind(filter.group.clone())
+            .bind(filter.topic.clone())
+    }
+}
+
 pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
@@ -21,9 +35,7 @@ pub(crate) async fn list(db: &Db, filter: DeadLetterFilter) -> Result<Vec<DeadLe
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)
          ORDER BY id LIMIT $4",
     )
-    .bind(filter.id)
-    .bind(filter.group)
-    .bind(filter.topic)
+    .filtered(&filter)
     .bind(filter.limit.map_or(i64::MAX, i64::from))
     .fetch_all(db)
     .await?;
@@ -57,9 +69,7 @@ pub(crate) async fn replay(db: &Db, filter: DeadLetterFilter) -> Result<(u64, Ve
         "SELECT DISTINCT grp FROM bus_dead_letters
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)",
     )
-    .bind(filter.id)
-    .bind(filter.group.clone())
-    .bind(filter.topic.clone())
+    .filtered(&filter)
     .fetch_all(&mut tx)
     .await?
     .iter()
@@ -73,9 +83,7 @@ pub(crate) async fn replay(db: &Db, filter: DeadLetterFilter) -> Result<(u64, Ve
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)
          ON CONFLICT DO NOTHING",
     )
-    .bind(filter.id)
-    .bind(filter.group.clone())
-    .bind(filter.topic.clone())
+    .filtered(&filter)
     .bind(now_ms())
     .execute(&mut tx)
     .await?;
@@ -85,9 +93,7 @@ pub(crate) async fn replay(db: &Db, filter: DeadLetterFilter) -> Result<(u64, Ve
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)
          ON CONFLICT (grp, seq) DO NOTHING",
     )
-    .bind(filter.id)
-    .bind(filter.group.clone())
-    .bind(filter.topic.clone())
+    .filtered(&filter)
     .bind(now_ms())
     .execute(&mut tx)
     .await?;
@@ -95,9 +101,7 @@ pub(crate) async fn replay(db: &Db, filter: DeadLetterFilter) -> Result<(u64, Ve
         "DELETE FROM bus_dead_letters
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)",
     )
-    .bind(filter.id)
-    .bind(filter.group)
-    .bind(filter.topic)
+    .filtered(&filter)
     .execute(&mut tx)
     .await?;
     tx.commit().await?;
@@ -110,9 +114,7 @@ pub(crate) async fn purge(db: &Db, filter: DeadLetterFilter) -> Result<u64> {
         "DELETE FROM bus_dead_letters
          WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR grp = $2) AND ($3 IS NULL OR topic = $3)",
     )
-    .bind(filter.id)
-    .bind(filter.group)
-    .bind(filter.topic)
+    .filtered(&filter)
     .execute(db)
     .await?;
     refresh_gauge(db).await;
