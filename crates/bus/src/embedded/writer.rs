@@ -168,18 +168,17 @@ struct Retention {
 /// their own copy of the envelope). Bounded per run so a large backlog never stalls the writer.
 fn collect_garbage(connection: &Connection, retention: &Retention) {
     let cutoff = now_ms().saturating_sub(retention.keep_ms);
+    // One statement, so a delivery added meanwhile (a replay from another connection) is seen by
+    // the same snapshot that decides what to delete.
     let result = connection
-        .prepare_cached("SELECT MIN(seq) FROM bus_deliveries")
-        .and_then(|mut statement| statement.query_row([], |row| row.get::<_, Option<i64>>(0)))
-        .and_then(|oldest_pending| {
-            connection
-                .prepare_cached(
-                    "DELETE FROM bus_messages WHERE seq IN (
-                     SELECT seq FROM bus_messages WHERE published_at <= ?1 AND seq < ?2
-                     ORDER BY seq LIMIT 10000)",
-                )?
-                .execute(params![cutoff, oldest_pending.unwrap_or(i64::MAX)])
-        });
+        .prepare_cached(
+            "DELETE FROM bus_messages WHERE seq IN (
+                 SELECT seq FROM bus_messages
+                 WHERE published_at <= ?1
+                   AND seq < COALESCE((SELECT MIN(seq) FROM bus_deliveries), 9223372036854775807)
+                 ORDER BY seq LIMIT 10000)",
+        )
+        .and_then(|mut statement| statement.execute(params![cutoff]));
     match result {
         Ok(0) => {}
         Ok(removed) => tracing::debug!(removed, "bus log: finished messages removed"),
