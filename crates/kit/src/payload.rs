@@ -24,19 +24,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let format = body_format(request.headers())?;
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::with_status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "payload_too_large",
-                        "request body exceeds the size limit of this service",
-                    )
-                } else {
-                    ApiError::bad_request(rejection.body_text())
-                }
-            })?;
+        let bytes = body_bytes(request, state).await?;
         match format {
             Format::Json => parse_json(&bytes).map(Payload),
             Format::Xml => {

@@ -89,3 +89,44 @@ impl Default for Shutdown {
         Self::new()
     }
 }
+
+/// A service running on a loopback port for the length of a test.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    pub shutdown: Shutdown,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Serves `service` on a free loopback port until `shutdown` is triggered.
+pub async fn serve(service: telar_kit::Service) -> TestServer {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(error) => panic!("cannot bind a loopback port: {error}"),
+    };
+    let base = match listener.local_addr() {
+        Ok(address) => format!("http://{address}"),
+        Err(error) => panic!("no local address: {error}"),
+    };
+    let shutdown = Shutdown::new();
+    let server = tokio::spawn(service.run(listener, shutdown.signal()));
+    TestServer {
+        base,
+        shutdown,
+        server,
+    }
+}
+
+/// An HTTP client with a 10 s timeout: a hung server fails the test instead of stalling it.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .unwrap_or_default()
+}

@@ -99,21 +99,13 @@ pub async fn spawn_with(config: KitConfig, ready_ok: bool) -> TestApp {
                 Err("connection refused".to_owned())
             }
         }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(service.run(listener, shutdown.signal()));
+    let running = telar_testkit::serve(service).await;
     TestApp {
-        base,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client"),
+        base: running.base,
+        client: telar_testkit::client(),
         state,
-        shutdown,
-        server,
+        shutdown: running.shutdown,
+        server: running.server,
     }
 }
 

@@ -1,5 +1,3 @@
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use telar_kit::KitConfig;
 use telar_sql::Db;
@@ -26,20 +24,12 @@ pub async fn spawn_on(db: Db) -> Hub {
     )
     .await
     .expect("hub-sim builds");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let shutdown = Shutdown::new();
-    let server = tokio::spawn(service.run(listener, shutdown.signal()));
+    let running = telar_testkit::serve(service).await;
     Hub {
-        base,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .expect("client"),
-        shutdown,
-        server,
+        base: running.base,
+        client: telar_testkit::client(),
+        shutdown: running.shutdown,
+        server: running.server,
         _dir: None,
     }
 }
