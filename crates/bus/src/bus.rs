@@ -152,8 +152,18 @@ impl Bus {
                 options.lease.as_millis()
             )));
         }
-        if options.group.trim().is_empty() {
-            return Err(Error::Options("group must not be empty".into()));
+        let valid_group = !options.group.is_empty()
+            && options.group.len() <= 64
+            && options
+                .group
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid_group {
+            // Group names become NATS durable names and RabbitMQ queue names.
+            return Err(Error::Options(format!(
+                "group `{}` must be 1 to 64 ASCII letters, digits, `-` or `_`",
+                options.group
+            )));
         }
         self.backend
             .subscribe(pattern, options, Arc::new(handler))

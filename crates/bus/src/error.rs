@@ -24,6 +24,15 @@ pub enum Error {
     Corrupt(String),
     #[error("bus storage: {0}")]
     Storage(String),
+    /// The broker refused or did not answer (NATS, RabbitMQ).
+    #[error("broker: {0}")]
+    Broker(String),
+}
+
+impl Error {
+    pub(crate) fn broker(error: impl std::fmt::Display) -> Self {
+        Error::Broker(error.to_string())
+    }
 }
 
 impl Classify for Error {
@@ -35,7 +44,7 @@ impl Classify for Error {
             Error::Closed => ErrorCode::Unavailable,
             Error::Sql(error) => error.code(),
             Error::Corrupt(_) => ErrorCode::Internal,
-            Error::Storage(_) => ErrorCode::Unavailable,
+            Error::Storage(_) | Error::Broker(_) => ErrorCode::Unavailable,
         }
     }
 }

@@ -24,7 +24,7 @@ impl Inbox {
         )
         .bind(group)
         .bind(event_id)
-        .bind(crate::embedded::now_rfc3339())
+        .bind(crate::dead_letter_sql::now_rfc3339())
         .execute(tx)
         .await?;
         Ok(inserted == 1)

@@ -6,13 +6,17 @@
 //! backend is a SQLite log with group commit ([`EmbeddedBus`]).
 
 mod admin;
+mod broker;
 mod bus;
 mod config;
+mod consume;
 mod dead_letter;
+mod dead_letter_sql;
 mod embedded;
 mod error;
 mod handler;
 mod inbox;
+mod nats;
 mod outbox;
 mod policy;
 mod topic;
@@ -25,6 +29,7 @@ pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use error::{Error, Result};
 pub use handler::{Delivery, Handler, Outcome};
 pub use inbox::Inbox;
+pub use nats::{NatsBus, NatsConfig};
 pub use outbox::{Outbox, OutboxRelay};
 pub use policy::RetryPolicy;
 pub use topic::TopicPattern;

@@ -47,7 +47,7 @@ impl Outbox {
         query("INSERT INTO telar_outbox (id, envelope, created_at) VALUES ($1, $2, $3)")
             .bind(&envelope.id)
             .bind(text)
-            .bind(crate::embedded::now_rfc3339())
+            .bind(crate::dead_letter_sql::now_rfc3339())
             .execute(tx)
             .await?;
         Ok(())

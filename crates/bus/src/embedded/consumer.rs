@@ -1,20 +1,19 @@
 //! A consumer of the embedded bus: claims deliveries for its group, runs the handler on each
 //! (bounded concurrency), settles the outcome through the writer.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::FutureExt;
 use telar_types::Envelope;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use super::Inner;
-use super::dead_letters::now_rfc3339;
 use super::writer::{Claim, Command, Settlement, now_ms};
 use crate::bus::SubscribeOptions;
+use crate::consume::{observe, run_handler};
 use crate::dead_letter::Attempt;
+use crate::dead_letter_sql::now_rfc3339;
 use crate::handler::{Delivery, Handler, Outcome};
 
 /// Longest wait between claims when nothing signals new work (safety net for clock-based
@@ -118,31 +117,13 @@ async fn deliver(inner: &Inner, options: &SubscribeOptions, handler: &dyn Handle
                 group: options.group.clone(),
                 attempt: claim.attempt,
             };
-            let run = AssertUnwindSafe(handler.handle(delivery)).catch_unwind();
-            let outcome = match tokio::time::timeout(options.handler_timeout, run).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(panic)) => {
-                    Outcome::reject(format!("handler panicked: {}", panic_message(&panic)))
-                }
-                Err(_) => Outcome::retry(format!(
-                    "handler timed out after {} ms",
-                    options.handler_timeout.as_millis()
-                )),
-            };
+            let outcome = run_handler(handler, delivery, options.handler_timeout).await;
             let (settlement, label) = decide(options, &claim, outcome);
             (settlement, topic, label)
         }
     };
     let group = options.group.clone();
-    metrics::histogram!("queue_processing_duration", "topic" => topic.clone(), "group" => group.clone())
-        .record(started.elapsed().as_secs_f64());
-    if outcome_label == "ack" {
-        metrics::counter!("queue_message_consumed", "topic" => topic, "group" => group.clone())
-            .increment(1);
-    } else {
-        metrics::counter!("queue_message_failed", "topic" => topic, "group" => group.clone(), "outcome" => outcome_label)
-            .increment(1);
-    }
+    observe(topic, &group, outcome_label, started);
     let result = inner
         .send(|reply| Command::Settle {
             group,
@@ -192,12 +173,4 @@ fn dead(error: String, claim: &Claim) -> Settlement {
         error: error.clone(),
     });
     Settlement::Dead { error, history }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".to_owned())
 }

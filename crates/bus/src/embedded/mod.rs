@@ -33,8 +33,6 @@ use crate::{Error, Result};
 
 use writer::Command;
 
-pub(crate) use dead_letters::now_rfc3339;
-
 /// Embedded bus settings (`[bus.embedded]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -170,7 +168,7 @@ impl Backend for EmbeddedBus {
     }
 
     fn dead_letters(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<Vec<DeadLetter>>> {
-        Box::pin(dead_letters::list(&self.inner.db, filter))
+        Box::pin(crate::dead_letter_sql::list(&self.inner.db, filter))
     }
 
     fn replay(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
@@ -182,7 +180,7 @@ impl Backend for EmbeddedBus {
     }
 
     fn purge(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
-        Box::pin(dead_letters::purge(&self.inner.db, filter))
+        Box::pin(crate::dead_letter_sql::purge(&self.inner.db, filter))
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -509,7 +509,7 @@ fn settle(
                     token,
                     error,
                     serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
-                    super::dead_letters::now_rfc3339()
+                    crate::dead_letter_sql::now_rfc3339()
                 ])?;
             if moved > 0 {
                 tx.prepare_cached("DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2")?

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use futures::future::BoxFuture;
 use serde_json::json;
 use telar_bus::{
-    Backend, Bus, DeadLetter, DeadLetterFilter, EmbeddedBus, EmbeddedConfig, Handler, Result,
-    SubscribeOptions, Subscription, TopicPattern,
+    Backend, Bus, DeadLetter, DeadLetterFilter, EmbeddedBus, EmbeddedConfig, Handler, NatsBus,
+    NatsConfig, Result, SubscribeOptions, Subscription, TopicPattern,
 };
 use telar_types::Envelope;
 
@@ -43,6 +43,40 @@ pub async fn embedded_with(adjust: impl FnOnce(&mut EmbeddedConfig)) -> TestBus 
             Box::pin(async move { Bus::new(EmbeddedBus::open(&config).await.expect("reopen bus")) })
         }),
         _dir: Some(dir),
+    }
+}
+
+/// A NATS JetStream bus on the running server (`TELAR_NATS_URL`, default 127.0.0.1:4222), on
+/// a stream and subject prefix of its own; dead letters in a PostgreSQL schema of its own.
+pub async fn nats() -> TestBus {
+    let name = telar_testkit::unique_name("t");
+    let config = NatsConfig {
+        url: std::env::var("TELAR_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        stream: name.to_uppercase(),
+        subject_prefix: name.clone(),
+        max_age_secs: 600,
+        ..NatsConfig::default()
+    };
+    let store = telar_testkit::postgres_db("bus_nats").await;
+    let bus = Bus::new(
+        NatsBus::open(&config, store.clone())
+            .await
+            .expect("open NATS bus"),
+    );
+    TestBus {
+        bus,
+        path: None,
+        reopen: Box::new(move || {
+            let (config, store) = (config.clone(), store.clone());
+            Box::pin(async move {
+                Bus::new(
+                    NatsBus::open(&config, store)
+                        .await
+                        .expect("reopen NATS bus"),
+                )
+            })
+        }),
+        _dir: None,
     }
 }
 

@@ -1,5 +1,5 @@
 //! The bus conformance suite: every test runs against every backend (`conformance!` below).
-//! Today: the embedded SQLite bus. NATS JetStream and RabbitMQ join with one line each.
+//! Backends: the embedded SQLite bus and NATS JetStream (on the running server).
 
 mod admin;
 mod helpers;

@@ -206,23 +206,22 @@ async fn order_per_subject_under_concurrent_publishers(t: TestBus) {
 }
 
 async fn unacked_messages_are_redelivered_after_the_lease(t: TestBus) {
+    let lease_options = || {
+        options("g")
+            .lease(Duration::from_millis(300))
+            .handler_timeout(Duration::from_millis(250))
+    };
     let (first, mut got_first) = mpsc::unbounded_channel();
     let crashed = t
         .bus
-        .subscribe(
-            "t.lease",
-            options("g")
-                .lease(Duration::from_millis(300))
-                .handler_timeout(Duration::from_millis(250)),
-            move |d: telar_bus::Delivery| {
-                let first = first.clone();
-                async move {
-                    let _ = first.send(d.attempt);
-                    // Never finishes: the consumer "crashes" while holding the message.
-                    std::future::pending::<Outcome>().await
-                }
-            },
-        )
+        .subscribe("t.lease", lease_options(), move |d: telar_bus::Delivery| {
+            let first = first.clone();
+            async move {
+                let _ = first.send(d.attempt);
+                // Never finishes: the consumer "crashes" while holding the message.
+                std::future::pending::<Outcome>().await
+            }
+        })
         .await
         .expect("subscribe");
     t.bus
@@ -232,10 +231,11 @@ async fn unacked_messages_are_redelivered_after_the_lease(t: TestBus) {
     assert_eq!(next(&mut got_first).await, Some(1));
     crashed.abort();
 
+    // The same service restarted: same group, same settings.
     let (again, mut got_again) = mpsc::unbounded_channel();
     let sub = t
         .bus
-        .subscribe("t.lease", options("g"), move |d: telar_bus::Delivery| {
+        .subscribe("t.lease", lease_options(), move |d: telar_bus::Delivery| {
             let again = again.clone();
             async move {
                 let _ = again.send((n_of(&d.envelope), d.attempt));
@@ -568,18 +568,26 @@ macro_rules! conformance {
     };
 }
 
-conformance!(embedded:
-    publish_then_consume,
-    groups_fan_out_and_consumers_share,
-    order_per_subject_under_concurrent_publishers,
-    unacked_messages_are_redelivered_after_the_lease,
-    retries_then_dead_letters_with_history,
-    dead_letters_replay_and_purge,
-    published_messages_survive_a_restart,
-    poison_messages_go_to_dead_letters_and_the_consumer_goes_on,
-    duplicate_publishes_are_delivered_once,
-    in_flight_is_bounded,
-);
+/// Every conformance test, for one backend.
+macro_rules! suite {
+    ($backend:ident) => {
+        conformance!($backend:
+            publish_then_consume,
+            groups_fan_out_and_consumers_share,
+            order_per_subject_under_concurrent_publishers,
+            unacked_messages_are_redelivered_after_the_lease,
+            retries_then_dead_letters_with_history,
+            dead_letters_replay_and_purge,
+            published_messages_survive_a_restart,
+            poison_messages_go_to_dead_letters_and_the_consumer_goes_on,
+            duplicate_publishes_are_delivered_once,
+            in_flight_is_bounded,
+        );
+    };
+}
+
+suite!(embedded);
+suite!(nats);
 
 #[tokio::test]
 async fn options_that_would_double_deliver_are_refused() {
@@ -604,6 +612,14 @@ async fn options_that_would_double_deliver_are_refused() {
         .map(|e| e.to_string())
         .unwrap_or_default();
     assert!(unnamed.contains("group"), "{unnamed}");
+    let dotted = t
+        .bus
+        .subscribe("t.x", options("read.models"), handler)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(dotted.contains("read.models"), "{dotted}");
     let pattern = t
         .bus
         .subscribe("t..x", options("g"), handler)
