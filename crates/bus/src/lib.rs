@@ -19,6 +19,7 @@ mod inbox;
 mod nats;
 mod outbox;
 mod policy;
+mod rabbitmq;
 mod topic;
 
 pub use admin::admin_routes;
@@ -32,4 +33,5 @@ pub use inbox::Inbox;
 pub use nats::{NatsBus, NatsConfig};
 pub use outbox::{Outbox, OutboxRelay};
 pub use policy::RetryPolicy;
+pub use rabbitmq::{RabbitBus, RabbitConfig};
 pub use topic::TopicPattern;

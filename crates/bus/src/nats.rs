@@ -127,6 +127,17 @@ impl NatsBus {
         })
     }
 
+    /// Deletes the stream and with it every message and consumer (tests and teardown).
+    pub async fn remove_topology(&self) -> Result<()> {
+        let name = self.inner.stream.cached_info().config.name.clone();
+        self.inner
+            .jetstream
+            .delete_stream(&name)
+            .await
+            .map_err(Error::broker)?;
+        Ok(())
+    }
+
     /// Publishes every envelope, then waits for every acknowledgement (pipelined).
     async fn publish_all(&self, envelopes: Vec<Envelope>) -> Result<()> {
         let mut acks = Vec::with_capacity(envelopes.len());
@@ -250,7 +261,7 @@ async fn messages(
                 .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
                 .unwrap_or(1);
             Ok(Incoming {
-                payload: message.message.payload.to_vec(),
+                payload: Arc::new(message.message.payload.to_vec()),
                 attempt,
                 acker: Arc::new(NatsAcker(message)),
             })
@@ -296,7 +307,8 @@ impl Backend for NatsBus {
             let feed = self
                 .inner
                 .feeds
-                .join(&group, || async {
+                // JetStream drops duplicates by id at publish: no consumer-side check.
+                .join(&group, false, || async {
                     let main = messages(&main, batch).await?;
                     let replays = messages(&replays, batch).await?;
                     Ok(futures::stream::select(main, replays).boxed())

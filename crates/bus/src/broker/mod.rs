@@ -41,7 +41,7 @@ pub(crate) trait Acker: Send + Sync + 'static {
 
 /// One message as the broker handed it over.
 pub(crate) struct Incoming {
-    pub payload: Vec<u8>,
+    pub payload: Arc<Vec<u8>>,
     /// 1 for the first delivery.
     pub attempt: u32,
     pub acker: Arc<dyn Acker>,
@@ -122,6 +122,34 @@ pub(crate) type Source = futures::stream::BoxStream<'static, Result<Incoming>>;
 pub(crate) struct GroupFeed {
     source: tokio::sync::Mutex<Source>,
     sequencer: Sequencer,
+    /// Ids this group acknowledged lately, for brokers without publish-side deduplication.
+    recent: Option<Mutex<RecentIds>>,
+}
+
+/// A bounded set of the last acknowledged envelope ids (oldest forgotten first).
+#[derive(Default)]
+pub(crate) struct RecentIds {
+    ids: std::collections::HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    const CAPACITY: usize = 10_000;
+
+    fn contains(&self, id: &str) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: String) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > Self::CAPACITY
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
 }
 
 /// The groups this process consumes, per backend instance. A feed lives while a subscription
@@ -130,8 +158,14 @@ pub(crate) struct GroupFeed {
 pub(crate) struct Feeds(Mutex<HashMap<String, Weak<GroupFeed>>>);
 
 impl Feeds {
-    /// The group's running feed, or a new one on the source `open` makes.
-    pub(crate) async fn join<F, Fut>(&self, group: &str, open: F) -> Result<Arc<GroupFeed>>
+    /// The group's running feed, or a new one on the source `open` makes (`dedup`: skip ids
+    /// acknowledged lately).
+    pub(crate) async fn join<F, Fut>(
+        &self,
+        group: &str,
+        dedup: bool,
+        open: F,
+    ) -> Result<Arc<GroupFeed>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Source>>,
@@ -142,6 +176,7 @@ impl Feeds {
         let fresh = Arc::new(GroupFeed {
             source: tokio::sync::Mutex::new(open().await?),
             sequencer: Sequencer::default(),
+            recent: dedup.then(Mutex::default),
         });
         let Ok(mut feeds) = self.0.lock() else {
             return Ok(fresh);
@@ -273,6 +308,14 @@ async fn handle(context: &Context, job: Job) {
     let id = envelope.id.clone();
     let subject = envelope.subject.clone();
     let attempt = incoming.attempt.max(1);
+    let seen = |recent: &Mutex<RecentIds>| recent.lock().map(|r| r.contains(&id)).unwrap_or(false);
+    if context.feed.recent.as_ref().is_some_and(seen) {
+        // A duplicate publish of a message this group already handled.
+        if let Err(error) = incoming.acker.ack().await {
+            tracing::warn!(group = %options.group, message = %id, %error, "settle failed");
+        }
+        return;
+    }
     let outcome = if attempt > options.policy.max_attempts {
         // Delivered again and again without being settled (consumers crashing, leases
         // expiring): the broker's delivery count says it is time to give up.
@@ -292,6 +335,12 @@ async fn handle(context: &Context, job: Job) {
         Outcome::Ack => {
             observe(topic, &options.group, "ack", started);
             let acked = incoming.acker.ack().await;
+            if acked.is_ok()
+                && let Some(recent) = &context.feed.recent
+                && let Ok(mut recent) = recent.lock()
+            {
+                recent.insert(id.clone());
+            }
             if acked.is_ok() && attempt > 1 {
                 let _ = context.store.forget(&options.group, &id).await;
             }

@@ -96,6 +96,26 @@ impl DeadLetterStore {
         Ok(())
     }
 
+    /// Every registered group.
+    pub(crate) async fn groups(&self) -> Result<Vec<String>> {
+        let rows = query("SELECT name FROM bus_groups ORDER BY name")
+            .fetch_all(&self.db)
+            .await?;
+        rows.iter().map(|row| Ok(row.get("name")?)).collect()
+    }
+
+    /// The pattern `group` was registered with, if any.
+    pub(crate) async fn pattern(&self, group: &str) -> Result<Option<String>> {
+        let row = query("SELECT pattern FROM bus_groups WHERE name = $1")
+            .bind(group)
+            .fetch_optional(&self.db)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.get("pattern")?),
+            None => None,
+        })
+    }
+
     /// Records a failed attempt that will be retried.
     pub(crate) async fn record_attempt(
         &self,

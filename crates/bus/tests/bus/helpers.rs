@@ -7,7 +7,7 @@ use futures::future::BoxFuture;
 use serde_json::json;
 use telar_bus::{
     Backend, Bus, DeadLetter, DeadLetterFilter, EmbeddedBus, EmbeddedConfig, Handler, NatsBus,
-    NatsConfig, Result, SubscribeOptions, Subscription, TopicPattern,
+    NatsConfig, RabbitBus, RabbitConfig, Result, SubscribeOptions, Subscription, TopicPattern,
 };
 use telar_types::Envelope;
 
@@ -17,8 +17,12 @@ pub struct TestBus {
     /// The embedded log file, for tests that damage it on purpose.
     pub path: Option<std::path::PathBuf>,
     pub reopen: Box<dyn Fn() -> BoxFuture<'static, Bus> + Send + Sync>,
+    /// Removes what the test left on a shared server (streams, queues).
+    pub cleanup: Option<Cleanup>,
     _dir: Option<Arc<tempfile::TempDir>>,
 }
+
+pub type Cleanup = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 pub async fn embedded() -> TestBus {
     embedded_with(|_| {}).await
@@ -42,6 +46,7 @@ pub async fn embedded_with(adjust: impl FnOnce(&mut EmbeddedConfig)) -> TestBus 
             let _keep = keep.clone();
             Box::pin(async move { Bus::new(EmbeddedBus::open(&config).await.expect("reopen bus")) })
         }),
+        cleanup: None,
         _dir: Some(dir),
     }
 }
@@ -58,13 +63,17 @@ pub async fn nats() -> TestBus {
         ..NatsConfig::default()
     };
     let store = telar_testkit::postgres_db("bus_nats").await;
-    let bus = Bus::new(
-        NatsBus::open(&config, store.clone())
-            .await
-            .expect("open NATS bus"),
-    );
+    let nats = NatsBus::open(&config, store.clone())
+        .await
+        .expect("open NATS bus");
+    let bus = Bus::new(nats.clone());
     TestBus {
         bus,
+        cleanup: Some(Box::new(move || {
+            Box::pin(async move {
+                let _ = nats.remove_topology().await;
+            })
+        })),
         path: None,
         reopen: Box::new(move || {
             let (config, store) = (config.clone(), store.clone());
@@ -76,6 +85,50 @@ pub async fn nats() -> TestBus {
                 )
             })
         }),
+        _dir: None,
+    }
+}
+
+/// A RabbitMQ bus on the running server (`TELAR_AMQP_URL`, default guest@127.0.0.1:5672), on
+/// an exchange and queues of its own; dead letters in a PostgreSQL schema of its own.
+pub async fn rabbitmq() -> TestBus {
+    let name = telar_testkit::unique_name("t");
+    let config = RabbitConfig {
+        url: std::env::var("TELAR_AMQP_URL")
+            .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
+        exchange: format!("{name}.events"),
+        queue_prefix: name,
+        ..RabbitConfig::default()
+    };
+    let store = telar_testkit::postgres_db("bus_rabbit").await;
+    let bus = Bus::new(
+        RabbitBus::open(&config, store.clone())
+            .await
+            .expect("open RabbitMQ bus"),
+    );
+    let (cleanup_config, cleanup_store) = (config.clone(), store.clone());
+    TestBus {
+        bus,
+        path: None,
+        reopen: Box::new(move || {
+            let (config, store) = (config.clone(), store.clone());
+            Box::pin(async move {
+                Bus::new(
+                    RabbitBus::open(&config, store)
+                        .await
+                        .expect("reopen RabbitMQ bus"),
+                )
+            })
+        }),
+        cleanup: Some(Box::new(move || {
+            // On a connection of its own: the test may have closed the bus.
+            Box::pin(async move {
+                if let Ok(rabbit) = RabbitBus::open(&cleanup_config, cleanup_store).await {
+                    let _ = rabbit.remove_topology().await;
+                    Backend::close(&rabbit).await;
+                }
+            })
+        })),
         _dir: None,
     }
 }

@@ -1,5 +1,5 @@
 //! The bus conformance suite: every test runs against every backend (`conformance!` below).
-//! Backends: the embedded SQLite bus and NATS JetStream (on the running server).
+//! Backends: the embedded SQLite bus, NATS JetStream and RabbitMQ (on the running servers).
 
 mod admin;
 mod helpers;

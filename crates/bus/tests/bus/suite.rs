@@ -561,7 +561,12 @@ macro_rules! conformance {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test(crate::helpers::$backend().await).await;
+                    let mut bus = crate::helpers::$backend().await;
+                    let cleanup = bus.cleanup.take();
+                    super::$test(bus).await;
+                    if let Some(cleanup) = cleanup {
+                        cleanup().await;
+                    }
                 }
             )*
         }
@@ -588,6 +593,7 @@ macro_rules! suite {
 
 suite!(embedded);
 suite!(nats);
+suite!(rabbitmq);
 
 #[tokio::test]
 async fn options_that_would_double_deliver_are_refused() {
