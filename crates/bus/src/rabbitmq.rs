@@ -94,7 +94,12 @@ impl RabbitBus {
             .enable_auto_recover();
         let connection = within(timeout, Connection::connect(&config.url, properties))
             .await
-            .map_err(|e| Error::Broker(format!("cannot connect to RabbitMQ: {e}")))?;
+            .map_err(|e| match e {
+                Error::Broker(reason) => {
+                    Error::Broker(format!("cannot connect to RabbitMQ: {reason}"))
+                }
+                other => other,
+            })?;
         let channel = within(timeout, connection.create_channel()).await?;
         within(
             timeout,

@@ -17,8 +17,9 @@ pub async fn open(file: Option<&Path>) -> Result<Bus, CommandError> {
     let settings = Settings::load(file).map_err(|e| CommandError::Usage(e.to_string()))?;
     let bus = settings.bus.open().await.map_err(|e| {
         anyhow::anyhow!(
-            "cannot open the bus at {}: {e}",
-            settings.bus.embedded.path.display()
+            "cannot open the {} bus at {}: {e}",
+            settings.bus.backend.as_str(),
+            settings.bus.location()
         )
     })?;
     Ok(bus)
