@@ -55,6 +55,8 @@ pub struct RabbitConfig {
     pub queue_prefix: String,
     /// Publisher confirms and topology calls.
     pub request_timeout_ms: u64,
+    /// How the connection shows in RabbitMQ's management tools.
+    pub connection_name: String,
 }
 
 impl Default for RabbitConfig {
@@ -64,6 +66,7 @@ impl Default for RabbitConfig {
             exchange: "telar.events".into(),
             queue_prefix: "telar".into(),
             request_timeout_ms: 5_000,
+            connection_name: "telar-bus".into(),
         }
     }
 }
@@ -90,7 +93,7 @@ impl RabbitBus {
     pub async fn open(config: &RabbitConfig, dead_letters: Db) -> Result<Self> {
         let timeout = Duration::from_millis(config.request_timeout_ms);
         let properties = ConnectionProperties::default()
-            .with_connection_name("telar-bus".into())
+            .with_connection_name(config.connection_name.as_str().into())
             .enable_auto_recover();
         let connection = within(timeout, Connection::connect(&config.url, properties))
             .await

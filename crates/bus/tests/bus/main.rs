@@ -4,4 +4,5 @@
 mod admin;
 mod helpers;
 mod outbox_inbox;
+mod reconnect;
 mod suite;
