@@ -1,50 +1,150 @@
-//! `telar-bench-bus MESSAGES`: for `synchronous = full` and `normal`, publishes MESSAGES 1 KiB
-//! events from 256 concurrent publishers through the embedded bus to one consumer group and
-//! measures publish→consume throughput and end-to-end latency; then inserts the same rows into
-//! a plain SQLite table in batches of 500 at the same durability (the raw reference).
+//! `telar-bench-bus BACKEND MESSAGES`: publishes MESSAGES 1 KiB events from 256 concurrent
+//! publishers through the bus to one consumer group and measures publish→consume throughput
+//! and end-to-end latency, then the raw reference in the same run:
+//!
+//! - `embedded`: for `synchronous = full` and `normal`, against the same rows inserted into a
+//!   plain SQLite table in batches of 500 at the same durability;
+//! - `nats`: against bare async-nats JetStream (publish awaiting each ack, pull consumer, ack);
+//! - `rabbitmq`: against bare lapin (publisher confirms, quorum queue, prefetch 256, ack).
+//!
 //! Prints one line per measurement: `NAME sync=S msgs_per_s=X p50_ms=Y p99_ms=Z`.
+
+mod raw_nats;
+mod raw_rabbit;
+mod raw_sqlite;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use telar_bus::{Bus, EmbeddedBus, EmbeddedConfig, Outcome, SubscribeOptions};
+use telar_bus::{
+    Bus, EmbeddedBus, EmbeddedConfig, NatsBus, NatsConfig, Outcome, RabbitBus, RabbitConfig,
+    SubscribeOptions,
+};
 use telar_sql::Synchronous;
 use telar_types::Envelope;
 use tokio::sync::Notify;
 
 const PUBLISHERS: usize = 256;
-const RAW_BATCH: usize = 500;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let messages: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(20_000);
+async fn main() -> Result<(), BoxError> {
+    let mut args = std::env::args().skip(1);
+    let backend = args.next().unwrap_or_else(|| "embedded".into());
+    let messages: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    let messages = messages / PUBLISHERS * PUBLISHERS;
     let payload = "x".repeat(1024);
-    for (label, synchronous) in [("full", Synchronous::Full), ("normal", Synchronous::Normal)] {
-        let (rate, p50, p99) = embedded(messages, &payload, synchronous).await?;
-        println!("embedded sync={label} msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}");
-        let raw = raw_inserts(messages, &payload, synchronous).await?;
-        println!("raw_sqlite sync={label} msgs_per_s={raw:.0}");
+    match backend.as_str() {
+        "embedded" => {
+            for (label, synchronous) in
+                [("full", Synchronous::Full), ("normal", Synchronous::Normal)]
+            {
+                let dir = tempfile::tempdir()?;
+                let config = EmbeddedConfig {
+                    path: dir.path().join("bus.db"),
+                    synchronous,
+                    ..EmbeddedConfig::default()
+                };
+                let bus = Bus::new(EmbeddedBus::open(&config).await?);
+                let (rate, p50, p99) = through_bus(&bus, messages, &payload).await?;
+                println!(
+                    "embedded sync={label} msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}"
+                );
+                let raw = raw_sqlite::raw_inserts(messages, &payload, synchronous).await?;
+                println!("raw_sqlite sync={label} msgs_per_s={raw:.0}");
+            }
+        }
+        "nats" => {
+            let url =
+                std::env::var("TELAR_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+            let name = format!("bench{}", telar_types::new_id().simple());
+            let config = NatsConfig {
+                url: url.clone(),
+                stream: name.to_uppercase(),
+                subject_prefix: name.clone(),
+                max_age_secs: 600,
+                ..NatsConfig::default()
+            };
+            let dir = tempfile::tempdir()?;
+            let nats = NatsBus::open(&config, dead_letter_db(dir.path()).await?).await?;
+            let (rate, p50, p99) = through_bus(&Bus::new(nats.clone()), messages, &payload).await?;
+            nats.remove_topology().await?;
+            println!("nats sync=file msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}");
+            let (rate, p50, p99) = raw_nats::run(&url, messages, PUBLISHERS, &payload).await?;
+            println!("raw_nats sync=file msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}");
+        }
+        "rabbitmq" => {
+            let url = std::env::var("TELAR_AMQP_URL")
+                .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+            let name = format!("bench{}", telar_types::new_id().simple());
+            let config = RabbitConfig {
+                url: url.clone(),
+                exchange: format!("{name}.events"),
+                queue_prefix: name,
+                ..RabbitConfig::default()
+            };
+            let dir = tempfile::tempdir()?;
+            let rabbit = RabbitBus::open(&config, dead_letter_db(dir.path()).await?).await?;
+            let (rate, p50, p99) =
+                through_bus(&Bus::new(rabbit.clone()), messages, &payload).await?;
+            rabbit.remove_topology().await?;
+            println!("rabbitmq sync=quorum msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}");
+            let (rate, p50, p99) = raw_rabbit::run(&url, messages, PUBLISHERS, &payload).await?;
+            println!(
+                "raw_rabbitmq sync=quorum msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}"
+            );
+        }
+        other => return Err(format!("unknown backend {other}: embedded, nats or rabbitmq").into()),
     }
     Ok(())
 }
 
-async fn embedded(
+async fn dead_letter_db(dir: &std::path::Path) -> Result<telar_sql::Db, BoxError> {
+    Ok(telar_sql::Db::sqlite(&dir.join("dead.db"), &telar_sql::SqliteConfig::default()).await?)
+}
+
+/// Milliseconds since the envelope's `time` (end-to-end latency).
+pub fn age_ms(envelope: &Envelope) -> f64 {
+    let sent = envelope
+        .time
+        .map(|t| t.unix_timestamp_nanos())
+        .unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    (now - sent) as f64 / 1e6
+}
+
+pub fn bench_envelope(payload: &str, publisher: usize, per_publisher: usize, n: usize) -> Envelope {
+    Envelope::new(
+        "/bench",
+        "bench.event",
+        serde_json::json!({"p": payload, "n": n}),
+    )
+    .with_subject(format!("s{}", (publisher * per_publisher + n) % 512))
+}
+
+/// Throughput, p50 and p99 from the latencies of `messages` deliveries over `elapsed`.
+pub fn summarize(messages: usize, elapsed: Duration, mut latencies: Vec<f64>) -> (f64, f64, f64) {
+    latencies.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    (
+        messages as f64 / elapsed.as_secs_f64(),
+        pick(0.5),
+        pick(0.99),
+    )
+}
+
+async fn through_bus(
+    bus: &Bus,
     messages: usize,
     payload: &str,
-    synchronous: Synchronous,
-) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
+) -> Result<(f64, f64, f64), BoxError> {
     let per_publisher = messages / PUBLISHERS;
-    let messages = per_publisher * PUBLISHERS;
-    let dir = tempfile::tempdir()?;
-    let config = EmbeddedConfig {
-        path: dir.path().join("bus.db"),
-        synchronous,
-        ..EmbeddedConfig::default()
-    };
-    let bus = Bus::new(EmbeddedBus::open(&config).await?);
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::with_capacity(messages)));
     let all_done = Arc::new(Notify::new());
     let (sink, done) = (latencies.clone(), all_done.clone());
@@ -55,14 +155,9 @@ async fn embedded(
             move |delivery: telar_bus::Delivery| {
                 let (sink, done) = (sink.clone(), done.clone());
                 async move {
-                    let sent = delivery
-                        .envelope
-                        .time
-                        .map(|t| t.unix_timestamp_nanos())
-                        .unwrap_or_default();
-                    let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+                    let age = age_ms(&delivery.envelope);
                     let finished = sink.lock().map(|mut l| {
-                        l.push((now - sent) as f64 / 1e6);
+                        l.push(age);
                         l.len()
                     });
                     if finished.is_ok_and(|n| n >= messages) {
@@ -80,13 +175,8 @@ async fn embedded(
             let payload = payload.to_owned();
             tokio::spawn(async move {
                 for n in 0..per_publisher {
-                    let envelope = Envelope::new(
-                        "/bench",
-                        "bench.event",
-                        serde_json::json!({"p": payload, "n": n}),
-                    )
-                    .with_subject(format!("s{}", (p * per_publisher + n) % 512));
-                    bus.publish(envelope).await?;
+                    bus.publish(bench_envelope(&payload, p, per_publisher, n))
+                        .await?;
                 }
                 Ok::<_, telar_bus::Error>(())
             })
@@ -96,63 +186,8 @@ async fn embedded(
         publisher.await??;
     }
     tokio::time::timeout(Duration::from_secs(600), all_done.notified()).await?;
-    let elapsed = started.elapsed().as_secs_f64();
+    let elapsed = started.elapsed();
     subscription.stop().await;
-    let mut latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-    latencies.sort_by(f64::total_cmp);
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 - 1.0) * q) as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    Ok((messages as f64 / elapsed, pick(0.5), pick(0.99)))
-}
-
-/// The reference: the same rows inserted with rusqlite (prepared statement, transactions of
-/// 500) at the same durability — the fastest plain way to get them durably into SQLite.
-async fn raw_inserts(
-    messages: usize,
-    payload: &str,
-    synchronous: Synchronous,
-) -> Result<f64, Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("raw.db");
-    let bodies: Vec<Vec<u8>> = (0..messages)
-        .map(|n| {
-            Envelope::new(
-                "/bench",
-                "bench.event",
-                serde_json::json!({"p": payload, "n": n}),
-            )
-            .to_json()
-        })
-        .collect();
-    let level = match synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
-    };
-    let rate = tokio::task::spawn_blocking(move || -> Result<f64, rusqlite::Error> {
-        let mut connection = rusqlite::Connection::open(&path)?;
-        connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
-        connection.pragma_update(None, "synchronous", level)?;
-        connection.execute(
-            "CREATE TABLE rows (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, body BLOB NOT NULL)",
-            [],
-        )?;
-        let started = Instant::now();
-        for (index, chunk) in bodies.chunks(RAW_BATCH).enumerate() {
-            let tx = connection.transaction()?;
-            {
-                let mut insert = tx.prepare_cached("INSERT INTO rows (id, topic, body) VALUES (?1, ?2, ?3)")?;
-                for (offset, body) in chunk.iter().enumerate() {
-                    insert.execute(rusqlite::params![format!("{index}-{offset}"), "bench.event", body])?;
-                }
-            }
-            tx.commit()?;
-        }
-        Ok(bodies.len() as f64 / started.elapsed().as_secs_f64())
-    })
-    .await??;
-    Ok(rate)
+    let latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
+    Ok(summarize(messages, elapsed, latencies))
 }
