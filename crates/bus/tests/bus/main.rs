@@ -3,6 +3,7 @@
 
 mod admin;
 mod helpers;
+mod kill;
 mod outbox_inbox;
 mod reconnect;
 mod suite;
