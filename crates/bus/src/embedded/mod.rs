@@ -11,7 +11,7 @@
 //! load-balance within a group.
 
 mod consumer;
-mod dead_letters;
+mod groups;
 mod schema;
 mod writer;
 
@@ -173,9 +173,9 @@ impl Backend for EmbeddedBus {
 
     fn replay(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let (count, groups) = dead_letters::replay(&self.inner.db, filter).await?;
-            self.inner.wake(&groups);
-            Ok(count)
+            self.inner
+                .send(|reply| Command::Replay { filter, reply })
+                .await
         })
     }
 

@@ -44,10 +44,21 @@ CREATE TABLE bus_dead_letters (
 CREATE INDEX bus_dead_letters_by_group ON bus_dead_letters (grp, id);
 ";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "bus log",
-    sqlite: SCHEMA,
-    // The embedded bus only ever runs on SQLite.
-    postgres: "SELECT 1",
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "bus log",
+        sqlite: SCHEMA,
+        // The embedded bus only ever runs on SQLite.
+        postgres: "SELECT 1",
+    },
+    // Groups keep a cursor instead of a delivery row per message; `bus_deliveries` now holds
+    // only retries and replays. Deliveries pending at the upgrade stay there and are served.
+    Migration {
+        version: 2,
+        name: "bus group cursors",
+        sqlite: "ALTER TABLE bus_groups ADD COLUMN cursor INTEGER NOT NULL DEFAULT 0;
+                 UPDATE bus_groups SET cursor = (SELECT COALESCE(MAX(seq), 0) FROM bus_messages);",
+        postgres: "SELECT 1",
+    },
+];

@@ -13,7 +13,8 @@ use telar_types::Envelope;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
-use crate::dead_letter::Attempt;
+use super::groups::{self, Groups};
+use crate::dead_letter::{Attempt, DeadLetterFilter};
 use crate::topic::TopicPattern;
 use crate::{Error, Result};
 
@@ -35,6 +36,11 @@ pub(crate) enum Command {
         max: u32,
         lease_ms: i64,
         reply: oneshot::Sender<Result<Claimed>>,
+    },
+    /// Puts matching dead letters back in their groups' queues; answers how many.
+    Replay {
+        filter: DeadLetterFilter,
+        reply: oneshot::Sender<Result<u64>>,
     },
     /// Stops the writer (its connection closes); later commands fail with `Closed`.
     Shutdown,
@@ -107,7 +113,7 @@ pub(crate) fn spawn(
     };
     connection.pragma_update(None, "synchronous", level)?;
     connection.set_prepared_statement_cache_capacity(64);
-    let groups = load_groups(&connection)?;
+    let groups = groups::load(&connection)?;
     std::thread::Builder::new()
         .name("telar-bus-writer".into())
         .spawn(move || run(connection, receiver, groups, &inner, &retention))
@@ -115,23 +121,11 @@ pub(crate) fn spawn(
     Ok(())
 }
 
-fn load_groups(connection: &Connection) -> Result<Vec<(String, TopicPattern)>> {
-    let mut statement = connection.prepare("SELECT name, pattern FROM bus_groups")?;
-    let rows = statement.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-    })?;
-    let mut groups = Vec::new();
-    for row in rows {
-        let (name, pattern) = row?;
-        groups.push((name, TopicPattern::parse(&pattern)?));
-    }
-    Ok(groups)
-}
-
 /// A command's answer, sent only after the transaction committed.
 enum Done {
     Unit(oneshot::Sender<Result<()>>, Result<()>),
     Claimed(oneshot::Sender<Result<Claimed>>, Result<Claimed>),
+    Count(oneshot::Sender<Result<u64>>, Result<u64>),
 }
 
 impl Done {
@@ -143,6 +137,9 @@ impl Done {
             Done::Claimed(reply, _) => {
                 let _ = reply.send(Err(Error::Storage(reason.to_owned())));
             }
+            Done::Count(reply, _) => {
+                let _ = reply.send(Err(Error::Storage(reason.to_owned())));
+            }
         }
     }
 
@@ -152,6 +149,9 @@ impl Done {
                 let _ = reply.send(result);
             }
             Done::Claimed(reply, result) => {
+                let _ = reply.send(result);
+            }
+            Done::Count(reply, result) => {
                 let _ = reply.send(result);
             }
         }
@@ -175,6 +175,7 @@ fn collect_garbage(connection: &Connection, retention: &Retention) {
             "DELETE FROM bus_messages WHERE seq IN (
                  SELECT seq FROM bus_messages
                  WHERE published_at <= ?1
+                   AND seq <= COALESCE((SELECT MIN(cursor) FROM bus_groups), 9223372036854775807)
                    AND seq < COALESCE((SELECT MIN(seq) FROM bus_deliveries), 9223372036854775807)
                  ORDER BY seq LIMIT 10000)",
         )
@@ -189,7 +190,7 @@ fn collect_garbage(connection: &Connection, retention: &Retention) {
 fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
-    mut groups: Vec<(String, TopicPattern)>,
+    mut groups: Groups,
     inner: &Weak<Inner>,
     retention: &Retention,
 ) {
@@ -252,9 +253,11 @@ fn run(
                 let reason = error.to_string();
                 tracing::error!(%reason, "bus commit failed");
                 done.into_iter().for_each(|d| d.fail(&reason));
-                // Registrations of the failed batch did not happen.
-                if let Ok(stored) = load_groups(&connection) {
-                    groups = stored;
+                // What the failed batch changed in memory did not happen: start again from the
+                // file (deliveries in flight come back as after a restart).
+                match groups::load(&connection) {
+                    Ok(stored) => groups = stored,
+                    Err(error) => tracing::error!(%error, "bus groups could not be reloaded"),
                 }
             }
         }
@@ -270,6 +273,9 @@ fn reject(command: Command, reason: &str) {
             let _ = reply.send(Err(error()));
         }
         Command::Claim { reply, .. } => {
+            let _ = reply.send(Err(error()));
+        }
+        Command::Replay { reply, .. } => {
             let _ = reply.send(Err(error()));
         }
         Command::Shutdown => {}
@@ -292,7 +298,7 @@ fn guarded<T>(tx: &Transaction<'_>, work: impl FnOnce() -> Result<T>) -> Result<
 fn apply_batch(
     tx: &Transaction<'_>,
     batch: impl Iterator<Item = Command>,
-    groups: &mut Vec<(String, TopicPattern)>,
+    groups: &mut Groups,
     woken: &mut BTreeSet<String>,
     dead: &mut bool,
 ) -> Vec<Done> {
@@ -307,12 +313,17 @@ fn apply_batch(
                 pattern,
                 reply,
             } => {
-                let result = guarded(tx, || register(tx, &group, &pattern, groups));
+                let result = guarded(tx, || groups::register(tx, groups, &group, &pattern));
                 done.push(Done::Unit(reply, result));
             }
             Command::Publish { envelopes, reply } => publishes.push((envelopes, reply)),
             settle @ Command::Settle { .. } => settles.push(settle),
             claim @ Command::Claim { .. } => claims.push(claim),
+            Command::Replay { filter, reply } => {
+                *dead = true;
+                let result = guarded(tx, || replay(tx, &filter, groups, woken));
+                done.push(Done::Count(reply, result));
+            }
             Command::Shutdown => {}
         }
     }
@@ -336,7 +347,10 @@ fn apply_batch(
             if matches!(settlement, Settlement::Dead { .. }) {
                 *dead = true;
             }
-            let result = guarded(tx, || settle(tx, &group, seq, token, settlement));
+            let result = guarded(tx, || match groups.get_mut(&group) {
+                Some(state) => groups::settle(tx, &group, state, seq, token, settlement),
+                None => Err(Error::Storage(format!("unknown group {group}"))),
+            });
             // A settled head frees its subject: wake the group's consumers.
             woken.insert(group);
             done.push(Done::Unit(reply, result));
@@ -350,8 +364,15 @@ fn apply_batch(
             reply,
         } = command
         {
-            done.push(Done::Claimed(reply, claim(tx, &group, max, lease_ms)));
+            let result = match groups.get_mut(&group) {
+                Some(state) => groups::claim(tx, &group, state, max, lease_ms),
+                None => Err(Error::Storage(format!("unknown group {group}"))),
+            };
+            done.push(Done::Claimed(reply, result));
         }
+    }
+    if let Err(error) = groups::persist_cursors(tx, groups) {
+        tracing::warn!(%error, "bus cursors not written (messages may be delivered again)");
     }
     done
 }
@@ -359,16 +380,13 @@ fn apply_batch(
 fn publish(
     tx: &Transaction<'_>,
     envelopes: &[&Envelope],
-    groups: &[(String, TopicPattern)],
+    groups: &mut Groups,
     woken: &mut BTreeSet<String>,
 ) -> Result<()> {
     let now = now_ms();
     let mut insert_message = tx.prepare_cached(
         "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO NOTHING RETURNING seq",
-    )?;
-    let mut insert_delivery = tx.prepare_cached(
-        "INSERT INTO bus_deliveries (grp, seq, subject, available_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for envelope in envelopes {
         let bytes = envelope.to_json();
@@ -380,144 +398,50 @@ fn publish(
             .optional()?;
         // Already published (same envelope id): duplicate suppressed.
         let Some(seq) = seq else { continue };
-        for (group, _) in groups.iter().filter(|(_, p)| p.matches(&envelope.ty)) {
-            insert_delivery.execute(params![group, seq, envelope.subject, now])?;
-            woken.insert(group.clone());
-        }
-    }
-    Ok(())
-}
-
-fn register(
-    tx: &Transaction<'_>,
-    group: &str,
-    pattern: &TopicPattern,
-    groups: &mut Vec<(String, TopicPattern)>,
-) -> Result<()> {
-    if let Some((_, existing)) = groups.iter().find(|(name, _)| name == group) {
-        if existing == pattern {
-            return Ok(());
-        }
-        return Err(Error::GroupPattern {
-            group: group.to_owned(),
-            existing: existing.as_str().to_owned(),
-            requested: pattern.as_str().to_owned(),
-        });
-    }
-    tx.execute(
-        "INSERT INTO bus_groups (name, pattern, created_at) VALUES (?1, ?2, ?3)",
-        params![group, pattern.as_str(), now_ms()],
-    )?;
-    groups.push((group.to_owned(), pattern.clone()));
-    Ok(())
-}
-
-fn claim(tx: &Transaction<'_>, group: &str, max: u32, lease_ms: i64) -> Result<Claimed> {
-    let now = now_ms();
-    let mut statement = tx.prepare_cached(
-        "UPDATE bus_deliveries SET lease_until = ?1, attempts = attempts + 1, lease_token = random()
-         WHERE grp = ?2 AND seq IN (
-             SELECT d.seq FROM bus_deliveries d
-             WHERE d.grp = ?2 AND d.available_at <= ?3
-               AND (d.lease_until IS NULL OR d.lease_until < ?3)
-               AND (d.subject IS NULL OR NOT EXISTS (
-                   SELECT 1 FROM bus_deliveries e
-                   WHERE e.grp = d.grp AND e.subject = d.subject AND e.seq < d.seq))
-             ORDER BY d.seq LIMIT ?4)
-         RETURNING seq, attempts, lease_token, history",
-    )?;
-    let rows = statement.query_map(params![now + lease_ms, group, now, i64::from(max)], |row| {
-        let history: String = row.get(3)?;
-        Ok(Claim {
-            seq: row.get(0)?,
-            attempt: u32::try_from(row.get::<_, i64>(1)?).unwrap_or(u32::MAX),
-            token: row.get(2)?,
-            envelope: Vec::new(),
-            history: serde_json::from_str(&history).unwrap_or_default(),
-        })
-    })?;
-    let mut deliveries = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    deliveries.sort_by_key(|d| d.seq);
-    let mut envelope = tx.prepare_cached("SELECT envelope FROM bus_messages WHERE seq = ?1")?;
-    for delivery in &mut deliveries {
-        // A missing message (should not happen: it is kept while deliveries need it) becomes an
-        // empty envelope, which the consumer dead-letters as undecodable instead of stalling.
-        delivery.envelope = envelope
-            .query_row(params![delivery.seq], |row| row.get(0))
-            .optional()?
-            .unwrap_or_default();
-    }
-    let next_due_ms = if deliveries.is_empty() {
-        // Only future times: a row blocked behind its subject's head is not "due", and waking
-        // for it would spin. Settlements wake the group when a head goes away.
-        tx.prepare_cached(
-            "SELECT MIN(due) FROM (
-                 SELECT CASE WHEN lease_until IS NOT NULL THEN lease_until ELSE available_at END AS due
-                 FROM bus_deliveries WHERE grp = ?1)
-             WHERE due > ?2",
-        )?
-        .query_row(params![group, now], |row| row.get::<_, Option<i64>>(0))?
-    } else {
-        None
-    };
-    Ok(Claimed {
-        deliveries,
-        next_due_ms,
-    })
-}
-
-fn settle(
-    tx: &Transaction<'_>,
-    group: &str,
-    seq: i64,
-    token: i64,
-    settlement: Settlement,
-) -> Result<()> {
-    // `lease_token = ?3` makes a late settlement (the lease expired and the message was claimed
-    // again, or it was dead-lettered and replayed) a no-op instead of undoing the newer delivery.
-    match settlement {
-        Settlement::Ack => {
-            tx.prepare_cached(
-                "DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2 AND lease_token = ?3",
-            )?
-            .execute(params![group, seq, token])?;
-        }
-        Settlement::Retry { at_ms, history } => {
-            tx.prepare_cached(
-                "UPDATE bus_deliveries SET lease_until = NULL, available_at = ?4, history = ?5
-                 WHERE grp = ?1 AND seq = ?2 AND lease_token = ?3",
-            )?
-            .execute(params![
-                group,
-                seq,
-                token,
-                at_ms,
-                serde_json::to_string(&history).unwrap_or_else(|_| "[]".into())
-            ])?;
-        }
-        Settlement::Dead { error, history } => {
-            let moved = tx
-                .prepare_cached(
-                    "INSERT INTO bus_dead_letters (grp, seq, message_id, topic, subject, envelope, last_error, attempts, history, dead_at)
-                     SELECT d.grp, d.seq, m.id, m.topic, d.subject, m.envelope, ?4, d.attempts, ?5, ?6
-                     FROM bus_deliveries d JOIN bus_messages m ON m.seq = d.seq
-                     WHERE d.grp = ?1 AND d.seq = ?2 AND d.lease_token = ?3",
-                )?
-                .execute(params![
-                    group,
-                    seq,
-                    token,
-                    error,
-                    serde_json::to_string(&history).unwrap_or_else(|_| "[]".into()),
-                    crate::dead_letter_sql::now_rfc3339()
-                ])?;
-            if moved > 0 {
-                tx.prepare_cached("DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2")?
-                    .execute(params![group, seq])?;
+        for (name, group) in groups.iter_mut() {
+            if groups::offer(group, seq, &envelope.ty, envelope.subject.as_deref(), &bytes) {
+                woken.insert(name.clone());
             }
         }
     }
     Ok(())
+}
+
+/// Moves matching dead letters back to their groups' deliveries with fresh attempts; a message
+/// the log collected since is put back from the dead letter's copy.
+fn replay(
+    tx: &Transaction<'_>,
+    filter: &DeadLetterFilter,
+    groups: &mut Groups,
+    woken: &mut BTreeSet<String>,
+) -> Result<u64> {
+    let matching = "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR topic = ?3)";
+    let key = (filter.id, filter.group.as_deref(), filter.topic.as_deref());
+    let with_now = (key.0, key.1, key.2, now_ms());
+    tx.execute(
+        &format!(
+            "INSERT INTO bus_messages (seq, id, topic, subject, envelope, published_at)
+             SELECT seq, message_id, topic, subject, envelope, ?4 FROM bus_dead_letters WHERE {matching}
+             ON CONFLICT DO NOTHING"
+        ),
+        with_now,
+    )?;
+    let mut statement = tx.prepare(&format!(
+        "INSERT INTO bus_deliveries (grp, seq, subject, available_at)
+         SELECT grp, seq, subject, ?4 FROM bus_dead_letters WHERE {matching}
+         ON CONFLICT (grp, seq) DO NOTHING RETURNING grp, subject"
+    ))?;
+    let queued: Vec<(String, Option<String>)> = statement
+        .query_map(with_now, |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (name, subject) in queued {
+        if let Some(group) = groups.get_mut(&name) {
+            groups::replayed(group, subject.as_deref());
+        }
+        woken.insert(name);
+    }
+    let moved = tx.execute(&format!("DELETE FROM bus_dead_letters WHERE {matching}"), key)?;
+    Ok(moved as u64)
 }
 
 /// Sets `queue_dlq_length{group}` for every known group (0 when it has none).
