@@ -9,10 +9,11 @@
 //! those already moved to retries or dead letters.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-use super::writer::{Claim, Claimed, Settlement, now_ms};
+use super::writer::{Claim, Claimed, Prepared, Settlement, now_ms};
 use crate::topic::TopicPattern;
 use crate::{Error, Result};
 
@@ -23,7 +24,7 @@ const READ_BATCH: usize = 1024;
 
 struct Waiting {
     subject: Option<String>,
-    envelope: Vec<u8>,
+    envelope: Arc<[u8]>,
     /// Deliveries so far (0 for a message never handed out).
     attempts: u32,
 }
@@ -149,16 +150,16 @@ pub(crate) fn register(
 
 /// A message just written: groups that are caught up take it without reading it back.
 /// Returns whether `group` wants it (to wake its consumers).
-pub(crate) fn offer(group: &mut Group, seq: i64, topic: &str, subject: Option<&str>, envelope: &[u8]) -> bool {
-    let wanted = group.pattern.matches(topic);
+pub(crate) fn offer(group: &mut Group, seq: i64, message: &Prepared) -> bool {
+    let wanted = group.pattern.matches(&message.topic);
     if group.read_pos == seq - 1 && group.waiting.len() < WAITING_CAP {
         group.read_pos = seq;
         if wanted {
             group.waiting.insert(
                 seq,
                 Waiting {
-                    subject: subject.map(str::to_owned),
-                    envelope: envelope.to_vec(),
+                    subject: message.subject.clone(),
+                    envelope: message.bytes.clone(),
                     attempts: 0,
                 },
             );
@@ -264,7 +265,7 @@ fn expire_leases(tx: &Transaction<'_>, group: &mut Group, now: i64) -> Result<()
             seq,
             Waiting {
                 subject: lease.subject,
-                envelope: bytes,
+                envelope: Arc::from(bytes),
                 attempts: lease.attempt,
             },
         );
@@ -320,7 +321,7 @@ fn claim_exceptions(
             seq,
             token,
             attempt: u32::try_from(attempts).unwrap_or(u32::MAX),
-            envelope: bytes,
+            envelope: Arc::from(bytes),
             history: serde_json::from_str(&history).unwrap_or_default(),
         });
     }
@@ -349,7 +350,7 @@ fn read_log(tx: &Transaction<'_>, group: &mut Group) -> Result<()> {
                 seq,
                 Waiting {
                     subject: row.get(2)?,
-                    envelope: row.get(3)?,
+                    envelope: Arc::from(row.get::<_, Vec<u8>>(3)?),
                     attempts: 0,
                 },
             );

@@ -141,7 +141,10 @@ impl Backend for EmbeddedBus {
     fn publish_batch(&self, envelopes: Vec<Envelope>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             self.inner
-                .send(|reply| Command::Publish { envelopes, reply })
+                .send(|reply| Command::Publish {
+                    messages: envelopes.into_iter().map(writer::Prepared::new).collect(),
+                    reply,
+                })
                 .await
         })
     }

@@ -4,7 +4,7 @@
 //! bottleneck of the first, async version.
 
 use std::collections::BTreeSet;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
@@ -23,7 +23,7 @@ const MAX_BATCH: usize = 2048;
 
 pub(crate) enum Command {
     Publish {
-        envelopes: Vec<Envelope>,
+        messages: Vec<Prepared>,
         reply: oneshot::Sender<Result<()>>,
     },
     Register {
@@ -54,6 +54,26 @@ pub(crate) enum Command {
     },
 }
 
+/// An envelope serialized by its publisher (not by the writer thread, the bus's bottleneck).
+pub(crate) struct Prepared {
+    pub id: String,
+    pub topic: String,
+    pub subject: Option<String>,
+    pub bytes: Arc<[u8]>,
+}
+
+impl Prepared {
+    pub(crate) fn new(envelope: Envelope) -> Self {
+        let bytes = Arc::from(envelope.to_json());
+        Prepared {
+            id: envelope.id,
+            topic: envelope.ty,
+            subject: envelope.subject,
+            bytes,
+        }
+    }
+}
+
 pub(crate) struct Claimed {
     pub deliveries: Vec<Claim>,
     /// When the group's next delivery becomes claimable (retry delay or lease end), if known.
@@ -65,7 +85,7 @@ pub(crate) struct Claim {
     /// Random per claim; never reused after a replay (unlike `attempt`).
     pub token: i64,
     pub attempt: u32,
-    pub envelope: Vec<u8>,
+    pub envelope: Arc<[u8]>,
     pub history: Vec<Attempt>,
 }
 
@@ -316,7 +336,7 @@ fn apply_batch(
                 let result = guarded(tx, || groups::register(tx, groups, &group, &pattern));
                 done.push(Done::Unit(reply, result));
             }
-            Command::Publish { envelopes, reply } => publishes.push((envelopes, reply)),
+            Command::Publish { messages, reply } => publishes.push((messages, reply)),
             settle @ Command::Settle { .. } => settles.push(settle),
             claim @ Command::Claim { .. } => claims.push(claim),
             Command::Replay { filter, reply } => {
@@ -328,9 +348,9 @@ fn apply_batch(
         }
     }
     if !publishes.is_empty() {
-        let envelopes: Vec<&Envelope> = publishes.iter().flat_map(|(e, _)| e.iter()).collect();
+        let messages: Vec<&Prepared> = publishes.iter().flat_map(|(m, _)| m.iter()).collect();
         let result =
-            guarded(tx, || publish(tx, &envelopes, groups, woken)).map_err(|e| e.to_string());
+            guarded(tx, || publish(tx, &messages, groups, woken)).map_err(|e| e.to_string());
         for (_, reply) in publishes {
             done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
         }
@@ -379,7 +399,7 @@ fn apply_batch(
 
 fn publish(
     tx: &Transaction<'_>,
-    envelopes: &[&Envelope],
+    messages: &[&Prepared],
     groups: &mut Groups,
     woken: &mut BTreeSet<String>,
 ) -> Result<()> {
@@ -388,18 +408,17 @@ fn publish(
         "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO NOTHING RETURNING seq",
     )?;
-    for envelope in envelopes {
-        let bytes = envelope.to_json();
+    for message in messages {
         let seq: Option<i64> = insert_message
             .query_row(
-                params![envelope.id, envelope.ty, envelope.subject, bytes, now],
+                params![message.id, message.topic, message.subject, &message.bytes[..], now],
                 |row| row.get(0),
             )
             .optional()?;
         // Already published (same envelope id): duplicate suppressed.
         let Some(seq) = seq else { continue };
         for (name, group) in groups.iter_mut() {
-            if groups::offer(group, seq, &envelope.ty, envelope.subject.as_deref(), &bytes) {
+            if groups::offer(group, seq, message) {
                 woken.insert(name.clone());
             }
         }
