@@ -20,6 +20,8 @@ use crate::{Error, Result};
 
 /// Commands applied per transaction, at most.
 const MAX_BATCH: usize = 2048;
+/// How often group cursors are written.
+const CURSOR_EVERY: Duration = Duration::from_millis(200);
 
 pub(crate) enum Command {
     Publish {
@@ -215,6 +217,7 @@ fn run(
     retention: &Retention,
 ) {
     let mut last_gc = std::time::Instant::now();
+    let mut last_cursors = std::time::Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -239,6 +242,7 @@ fn run(
         }
         let mut woken = BTreeSet::new();
         let mut dead = false;
+        let mut failed = None;
         let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(transaction) => transaction,
@@ -254,8 +258,24 @@ fn run(
             &mut groups,
             &mut woken,
             &mut dead,
+            &mut failed,
         );
-        match transaction.commit() {
+        // A cursor only bounds what a crash delivers again: written every CURSOR_EVERY (and
+        // at shutdown), not with every acknowledgement, which would cost a commit each.
+        if last_cursors.elapsed() >= CURSOR_EVERY {
+            if let Err(error) = groups::persist_cursors(&transaction, &mut groups) {
+                tracing::warn!(%error, "bus cursors not written (messages may be delivered again)");
+            }
+            last_cursors = std::time::Instant::now();
+        }
+        let committed = match failed {
+            None => transaction.commit().map_err(|e| e.to_string()),
+            Some(reason) => {
+                let _ = transaction.rollback();
+                Err(reason)
+            }
+        };
+        match committed {
             Ok(()) => {
                 done.into_iter().for_each(Done::send);
                 if let Some(inner) = inner.upgrade() {
@@ -269,8 +289,7 @@ fn run(
                     last_gc = std::time::Instant::now();
                 }
             }
-            Err(error) => {
-                let reason = error.to_string();
+            Err(reason) => {
                 tracing::error!(%reason, "bus commit failed");
                 done.into_iter().for_each(|d| d.fail(&reason));
                 // What the failed batch changed in memory did not happen: start again from the
@@ -280,6 +299,13 @@ fn run(
                     Err(error) => tracing::error!(%error, "bus groups could not be reloaded"),
                 }
             }
+        }
+    }
+    // Leave the cursors where the consumers are, so a clean restart redelivers nothing.
+    if let Ok(transaction) = connection.transaction_with_behavior(TransactionBehavior::Immediate)
+    {
+        if groups::persist_cursors(&transaction, &mut groups).is_ok() {
+            let _ = transaction.commit();
         }
     }
 }
@@ -321,6 +347,7 @@ fn apply_batch(
     groups: &mut Groups,
     woken: &mut BTreeSet<String>,
     dead: &mut bool,
+    failed: &mut Option<String>,
 ) -> Vec<Done> {
     let mut done = Vec::new();
     let mut publishes = Vec::new();
@@ -349,10 +376,13 @@ fn apply_batch(
     }
     if !publishes.is_empty() {
         let messages: Vec<&Prepared> = publishes.iter().flat_map(|(m, _)| m.iter()).collect();
-        let result =
-            guarded(tx, || publish(tx, &messages, groups, woken)).map_err(|e| e.to_string());
+        // No savepoint here (a savepoint makes SQLite copy every page it touches into a
+        // sub-journal — the costliest part of a publish): a failed publish fails the batch.
+        if let Err(error) = publish(tx, &messages, groups, woken) {
+            *failed = Some(error.to_string());
+        }
         for (_, reply) in publishes {
-            done.push(Done::Unit(reply, result.clone().map_err(Error::Storage)));
+            done.push(Done::Unit(reply, Ok(())));
         }
     }
     for command in settles {
@@ -367,10 +397,13 @@ fn apply_batch(
             if matches!(settlement, Settlement::Dead { .. }) {
                 *dead = true;
             }
-            let result = guarded(tx, || match groups.get_mut(&group) {
+            let ack = matches!(settlement, Settlement::Ack);
+            let apply = || match groups.get_mut(&group) {
                 Some(state) => groups::settle(tx, &group, state, seq, token, settlement),
                 None => Err(Error::Storage(format!("unknown group {group}"))),
-            });
+            };
+            // An acknowledgement is at most one statement: atomic without a savepoint.
+            let result = if ack { apply() } else { guarded(tx, apply) };
             // A settled head frees its subject: wake the group's consumers.
             woken.insert(group);
             done.push(Done::Unit(reply, result));
@@ -390,9 +423,6 @@ fn apply_batch(
             };
             done.push(Done::Claimed(reply, result));
         }
-    }
-    if let Err(error) = groups::persist_cursors(tx, groups) {
-        tracing::warn!(%error, "bus cursors not written (messages may be delivered again)");
     }
     done
 }
