@@ -164,11 +164,25 @@ impl Envelope {
 
     /// The structured-mode JSON value of this envelope.
     pub fn to_value(&self) -> Value {
-        let mut map = serde_json::Map::new();
-        map.insert("specversion".into(), SPEC_VERSION.into());
-        map.insert("id".into(), self.id.clone().into());
-        map.insert("source".into(), self.source.clone().into());
-        map.insert("type".into(), self.ty.clone().into());
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// The structured-mode JSON bytes of this envelope.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing into memory cannot fail (every key is a string).
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for Envelope {
+    /// Written field by field (no intermediate `Value`: publishing serializes every envelope).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("specversion", SPEC_VERSION)?;
+        map.serialize_entry("id", &self.id)?;
+        map.serialize_entry("source", &self.source)?;
+        map.serialize_entry("type", &self.ty)?;
         let optional = [
             ("subject", &self.subject),
             ("datacontenttype", &self.datacontenttype),
@@ -180,33 +194,21 @@ impl Envelope {
         ];
         for (name, value) in optional {
             if let Some(value) = value {
-                map.insert(name.into(), value.clone().into());
+                map.serialize_entry(name, value)?;
             }
         }
         if let Some(time) = self.time
             && let Ok(text) = time.format(&Rfc3339)
         {
-            map.insert("time".into(), text.into());
+            map.serialize_entry("time", &text)?;
         }
         if let Some(data) = &self.data {
-            map.insert("data".into(), data.clone());
+            map.serialize_entry("data", data)?;
         }
         for (name, value) in &self.extensions {
-            map.insert(name.clone(), value.clone());
+            map.serialize_entry(name, value)?;
         }
-        Value::Object(map)
-    }
-
-    /// The structured-mode JSON bytes of this envelope.
-    pub fn to_json(&self) -> Vec<u8> {
-        // Serializing a `Value` into memory cannot fail.
-        serde_json::to_vec(&self.to_value()).unwrap_or_default()
-    }
-}
-
-impl Serialize for Envelope {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(serializer)
+        map.end()
     }
 }
 
