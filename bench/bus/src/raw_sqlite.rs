@@ -34,6 +34,8 @@ pub async fn raw_inserts(
         let mut connection = rusqlite::Connection::open(&path)?;
         connection.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
         connection.pragma_update(None, "synchronous", level)?;
+        // The same checkpoint interval as the bus writer.
+        connection.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         connection.execute(
             "CREATE TABLE rows (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, topic TEXT NOT NULL, body BLOB NOT NULL)",
             [],
