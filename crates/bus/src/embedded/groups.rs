@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -50,7 +51,13 @@ pub(crate) struct Group {
     skip: HashSet<i64>,
     /// Rows this group has in `bus_deliveries` (none: the claim skips that table).
     rows: u64,
+    /// When `rows` and `retrying` were last read from the file: another process (`telar dlq
+    /// replay`) may have added rows.
+    counted_at: Instant,
 }
+
+/// How often a group re-reads its row counts from the file.
+const RECOUNT_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) type Groups = HashMap<String, Group>;
 
@@ -71,7 +78,11 @@ pub(crate) fn load(connection: &Connection) -> Result<Groups> {
     let mut groups = Groups::new();
     let mut statement = connection.prepare("SELECT name, pattern, cursor FROM bus_groups")?;
     let rows = statement.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?))
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, i64>(2)?,
+        ))
     })?;
     for row in rows {
         let (name, pattern, cursor) = row?;
@@ -85,18 +96,9 @@ pub(crate) fn load(connection: &Connection) -> Result<Groups> {
             retrying: HashMap::new(),
             skip: HashSet::new(),
             rows: 0,
+            counted_at: Instant::now(),
         };
-        group.rows = connection
-            .prepare_cached("SELECT COUNT(*) FROM bus_deliveries WHERE grp = ?1")?
-            .query_row(params![name], |r| r.get::<_, i64>(0))
-            .map(|n| u64::try_from(n).unwrap_or(0))?;
-        let mut subjects = connection.prepare_cached(
-            "SELECT subject, COUNT(*) FROM bus_deliveries WHERE grp = ?1 AND subject IS NOT NULL GROUP BY subject",
-        )?;
-        for row in subjects.query_map(params![name], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (subject, count) = row?;
-            group.retrying.insert(subject, u32::try_from(count).unwrap_or(u32::MAX));
-        }
+        recount(connection, &name, &mut group)?;
         let mut skip = connection.prepare_cached(
             "SELECT seq FROM bus_deliveries WHERE grp = ?1 AND seq > ?2
              UNION SELECT seq FROM bus_dead_letters WHERE grp = ?1 AND seq > ?2",
@@ -107,6 +109,28 @@ pub(crate) fn load(connection: &Connection) -> Result<Groups> {
         groups.insert(name, group);
     }
     Ok(groups)
+}
+
+/// Reads the group's rows in `bus_deliveries` and the subjects they hold.
+fn recount(connection: &Connection, name: &str, group: &mut Group) -> Result<()> {
+    group.rows = connection
+        .prepare_cached("SELECT COUNT(*) FROM bus_deliveries WHERE grp = ?1")?
+        .query_row(params![name], |r| r.get::<_, i64>(0))
+        .map(|n| u64::try_from(n).unwrap_or(0))?;
+    group.retrying.clear();
+    let mut subjects = connection.prepare_cached(
+        "SELECT subject, COUNT(*) FROM bus_deliveries WHERE grp = ?1 AND subject IS NOT NULL GROUP BY subject",
+    )?;
+    for row in subjects.query_map(params![name], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (subject, count) = row?;
+        group
+            .retrying
+            .insert(subject, u32::try_from(count).unwrap_or(u32::MAX));
+    }
+    group.counted_at = Instant::now();
+    Ok(())
 }
 
 /// A new group starts at the end of the log: it receives what is published from now on.
@@ -126,7 +150,9 @@ pub(crate) fn register(
             requested: pattern.as_str().to_owned(),
         });
     }
-    let end: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM bus_messages", [], |r| r.get(0))?;
+    let end: i64 = tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM bus_messages", [], |r| {
+        r.get(0)
+    })?;
     tx.execute(
         "INSERT INTO bus_groups (name, pattern, created_at, cursor) VALUES (?1, ?2, ?3, ?4)",
         params![name, pattern.as_str(), now_ms(), end],
@@ -143,6 +169,7 @@ pub(crate) fn register(
             retrying: HashMap::new(),
             skip: HashSet::new(),
             rows: 0,
+            counted_at: Instant::now(),
         },
     );
     Ok(())
@@ -177,6 +204,9 @@ pub(crate) fn claim(
 ) -> Result<Claimed> {
     let now = now_ms();
     let max = max as usize;
+    if group.counted_at.elapsed() >= RECOUNT_EVERY {
+        recount(tx, name, group)?;
+    }
     expire_leases(tx, group, now)?;
     let mut deliveries = claim_exceptions(tx, name, group, max, lease_ms, now)?;
     read_log(tx, group)?;
@@ -200,7 +230,9 @@ pub(crate) fn claim(
         chosen.push(*seq);
     }
     for seq in chosen {
-        let Some(waiting) = group.waiting.remove(&seq) else { continue };
+        let Some(waiting) = group.waiting.remove(&seq) else {
+            continue;
+        };
         let token = rand::random::<i64>();
         let attempt = waiting.attempts + 1;
         bump(&mut group.busy, waiting.subject.as_deref(), true);
@@ -255,7 +287,9 @@ fn expire_leases(tx: &Transaction<'_>, group: &mut Group, now: i64) -> Result<()
         .collect();
     let mut envelope = tx.prepare_cached("SELECT envelope FROM bus_messages WHERE seq = ?1")?;
     for seq in expired {
-        let Some(lease) = group.in_flight.remove(&seq) else { continue };
+        let Some(lease) = group.in_flight.remove(&seq) else {
+            continue;
+        };
         bump(&mut group.busy, lease.subject.as_deref(), false);
         let bytes: Vec<u8> = envelope
             .query_row(params![seq], |row| row.get(0))
@@ -295,7 +329,9 @@ fn claim_exceptions(
          ORDER BY d.seq LIMIT ?3",
     )?;
     let rows: Vec<(i64, Option<String>)> = candidates
-        .query_map(params![name, now, max as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .query_map(params![name, now, max as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     let mut lease = tx.prepare_cached(
         "UPDATE bus_deliveries SET lease_until = ?1, attempts = attempts + 1, lease_token = random()
@@ -306,11 +342,16 @@ fn claim_exceptions(
     let mut claims = Vec::new();
     for (seq, subject) in rows {
         // A subject with a log delivery in flight waits for it.
-        if subject.as_deref().is_some_and(|s| group.busy.contains_key(s)) {
+        if subject
+            .as_deref()
+            .is_some_and(|s| group.busy.contains_key(s))
+        {
             continue;
         }
         let (attempts, token, history): (i64, i64, String) = lease
-            .query_row(params![now + lease_ms, name, seq], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            .query_row(params![now + lease_ms, name, seq], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
         // A missing message (should not happen: it is kept while deliveries need it) becomes
         // an empty envelope, dead-lettered as undecodable instead of stalling the subject.
         let bytes: Vec<u8> = envelope
@@ -330,7 +371,9 @@ fn claim_exceptions(
 
 /// Reads the log past the group's position into its waiting messages (bounded).
 fn read_log(tx: &Transaction<'_>, group: &mut Group) -> Result<()> {
-    let room = WAITING_CAP.saturating_sub(group.waiting.len()).min(READ_BATCH);
+    let room = WAITING_CAP
+        .saturating_sub(group.waiting.len())
+        .min(READ_BATCH);
     if room == 0 {
         return Ok(());
     }
@@ -469,7 +512,9 @@ fn settle_exception(
                 ])?;
             if moved > 0 {
                 let subject: Option<Option<String>> = tx
-                    .prepare_cached("DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2 RETURNING subject")?
+                    .prepare_cached(
+                        "DELETE FROM bus_deliveries WHERE grp = ?1 AND seq = ?2 RETURNING subject",
+                    )?
                     .query_row(params![name, seq], |row| row.get(0))
                     .optional()?;
                 if let Some(subject) = subject {

@@ -306,10 +306,9 @@ fn run(
     }
     // Leave the cursors where the consumers are, so a clean restart redelivers nothing.
     if let Ok(transaction) = connection.transaction_with_behavior(TransactionBehavior::Immediate)
+        && groups::persist_cursors(&transaction, &mut groups).is_ok()
     {
-        if groups::persist_cursors(&transaction, &mut groups).is_ok() {
-            let _ = transaction.commit();
-        }
+        let _ = transaction.commit();
     }
 }
 
@@ -444,7 +443,13 @@ fn publish(
     for message in messages {
         let seq: Option<i64> = insert_message
             .query_row(
-                params![message.id, message.topic, message.subject, &message.bytes[..], now],
+                params![
+                    message.id,
+                    message.topic,
+                    message.subject,
+                    &message.bytes[..],
+                    now
+                ],
                 |row| row.get(0),
             )
             .optional()?;
@@ -467,7 +472,8 @@ fn replay(
     groups: &mut Groups,
     woken: &mut BTreeSet<String>,
 ) -> Result<u64> {
-    let matching = "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR topic = ?3)";
+    let matching =
+        "(?1 IS NULL OR id = ?1) AND (?2 IS NULL OR grp = ?2) AND (?3 IS NULL OR topic = ?3)";
     let key = (filter.id, filter.group.as_deref(), filter.topic.as_deref());
     let with_now = (key.0, key.1, key.2, now_ms());
     tx.execute(
@@ -492,7 +498,10 @@ fn replay(
         }
         woken.insert(name);
     }
-    let moved = tx.execute(&format!("DELETE FROM bus_dead_letters WHERE {matching}"), key)?;
+    let moved = tx.execute(
+        &format!("DELETE FROM bus_dead_letters WHERE {matching}"),
+        key,
+    )?;
     Ok(moved as u64)
 }
 

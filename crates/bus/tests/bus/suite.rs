@@ -769,3 +769,57 @@ async fn the_log_forgets_finished_messages_but_not_dead_letters() {
     );
     sub.stop().await;
 }
+
+/// `telar dlq replay` runs in its own process, on the same file: the running consumers pick the
+/// replayed messages up (within about a second) without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_from_another_process_reaches_the_running_consumers() {
+    let t = crate::helpers::embedded().await;
+    let healthy = Arc::new(AtomicBool::new(false));
+    let (done, mut delivered) = mpsc::unbounded_channel();
+    let flag = healthy.clone();
+    let sub = t
+        .bus
+        .subscribe("t.cli", options("cli"), move |d: telar_bus::Delivery| {
+            let (flag, done) = (flag.clone(), done.clone());
+            async move {
+                if flag.load(Ordering::SeqCst) {
+                    let _ = done.send(n_of(&d.envelope));
+                    Outcome::Ack
+                } else {
+                    Outcome::reject("not yet")
+                }
+            }
+        })
+        .await
+        .expect("subscribe");
+    t.bus
+        .publish(event("t.cli", "s", 42))
+        .await
+        .expect("publish");
+    eventually("dead-lettered", || {
+        let bus = t.bus.clone();
+        async move { dead_letters(&bus, "cli").await.len() == 1 }
+    })
+    .await;
+    healthy.store(true, Ordering::SeqCst);
+    let path = t.path.clone().expect("embedded bus file");
+    let other = telar_bus::Bus::new(
+        telar_bus::EmbeddedBus::open(&telar_bus::EmbeddedConfig {
+            path,
+            ..telar_bus::EmbeddedConfig::default()
+        })
+        .await
+        .expect("a second process opens the file"),
+    );
+    assert_eq!(
+        other
+            .replay(DeadLetterFilter::group("cli"))
+            .await
+            .expect("replay"),
+        1
+    );
+    other.close().await;
+    assert_eq!(next(&mut delivered).await, Some(42));
+    sub.stop().await;
+}
