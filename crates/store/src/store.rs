@@ -1,0 +1,203 @@
+use serde_json::Value;
+use telar_sql::{Db, Dialect, Row, Tx, generated_query, placeholders, query};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use crate::{Error, Result};
+
+/// Columns of one appended row.
+const COLUMNS: usize = 8;
+/// Rows per INSERT statement (PostgreSQL allows 65 535 parameters).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// The event store of one service, on its own database. Cheap to clone.
+#[derive(Clone)]
+pub struct EventStore {
+    db: Db,
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append (its last event's).
+    pub version: i64,
+    /// The global position of the last appended event.
+    pub position: i64,
+}
+
+impl EventStore {
+    /// Opens the store on `db`, creating its table if needed.
+    pub async fn open(db: Db) -> Result<Self> {
+        db.migrate(crate::schema::MIGRATIONS).await?;
+        Ok(EventStore { db })
+    }
+
+    /// The database the store lives in (for read models and checkpoints kept beside it).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Appends `events` to `stream` in one transaction, if the stream is at `expected`.
+    pub async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended> {
+        let mut tx = self.db.begin().await?;
+        let appended = self.append_in(&mut tx, stream, expected, events).await?;
+        tx.commit().await?;
+        Ok(appended)
+    }
+
+    /// Appends inside the caller's transaction (to write other rows atomically with the
+    /// events). The transaction holds the store's append lock until it ends.
+    pub async fn append_in(
+        &self,
+        tx: &mut Tx,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended> {
+        validate(stream, &events)?;
+        if tx.dialect() == Dialect::Postgres {
+            // Appends commit in position order: without this, a reader could see position n+1
+            // committed before n and move its checkpoint past n for good.
+            query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.es_events'))")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let current: i64 =
+            query("SELECT COALESCE(MAX(version), 0) AS version FROM es_events WHERE stream = $1")
+                .bind(stream)
+                .fetch_one(&mut *tx)
+                .await?
+                .get("version")?;
+        let matches = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current == 0,
+            ExpectedVersion::Exact(version) => current == version,
+        };
+        if !matches {
+            return Err(Error::Conflict {
+                stream: stream.to_owned(),
+                expected: expected.to_string(),
+                actual: current,
+            });
+        }
+        let recorded_at = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
+        let mut version = current;
+        let mut position = 0;
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO es_events (stream, version, event_id, type, type_version, data, metadata, recorded_at)
+                 VALUES {} RETURNING position",
+                placeholders(chunk.len(), COLUMNS, 1)
+            );
+            let mut insert = generated_query(sql);
+            for event in chunk {
+                version += 1;
+                insert = insert
+                    .bind(stream)
+                    .bind(version)
+                    .bind(&event.id)
+                    .bind(&event.ty)
+                    .bind(i64::from(event.type_version))
+                    .bind(event.data.to_string())
+                    .bind(serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".into()))
+                    .bind(&recorded_at);
+            }
+            for row in insert.fetch_all(&mut *tx).await? {
+                position = position.max(row.get::<i64>("position")?);
+            }
+        }
+        Ok(Appended { version, position })
+    }
+
+    /// The stream's events from version `from` (inclusive), at most `limit`.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from: i64,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>> {
+        let rows = query(
+            "SELECT position, stream, version, event_id, type, type_version, data, metadata, recorded_at
+             FROM es_events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3",
+        )
+        .bind(stream)
+        .bind(from)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// Every stream's events after position `after` (exclusive), in position order.
+    pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>> {
+        let rows = query(
+            "SELECT position, stream, version, event_id, type, type_version, data, metadata, recorded_at
+             FROM es_events WHERE position > $1 ORDER BY position LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.db)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    /// The stream's current version (0: no stream).
+    pub async fn version(&self, stream: &str) -> Result<i64> {
+        Ok(
+            query("SELECT COALESCE(MAX(version), 0) AS version FROM es_events WHERE stream = $1")
+                .bind(stream)
+                .fetch_one(&self.db)
+                .await?
+                .get("version")?,
+        )
+    }
+}
+
+fn validate(stream: &str, events: &[NewEvent]) -> Result<()> {
+    if stream.is_empty() || stream.len() > 200 {
+        return Err(Error::Invalid("stream must be 1 to 200 characters".into()));
+    }
+    if events.is_empty() {
+        return Err(Error::Invalid("events must not be empty".into()));
+    }
+    if let Some(event) = events.iter().find(|e| e.ty.is_empty() || e.id.is_empty()) {
+        return Err(Error::Invalid(format!(
+            "event `{}` needs a non-empty id and type",
+            event.id
+        )));
+    }
+    Ok(())
+}
+
+fn decode(row: &Row) -> Result<RecordedEvent> {
+    let stream: String = row.get("stream")?;
+    let position: i64 = row.get("position")?;
+    let corrupt = |what: &str, error: serde_json::Error| Error::Corrupt {
+        stream: stream.clone(),
+        position,
+        reason: format!("{what}: {error}"),
+    };
+    let data: String = row.get("data")?;
+    let metadata: String = row.get("metadata")?;
+    let data: Value = serde_json::from_str(&data).map_err(|e| corrupt("data", e))?;
+    let metadata: Metadata = serde_json::from_str(&metadata).map_err(|e| corrupt("metadata", e))?;
+    Ok(RecordedEvent {
+        position,
+        version: row.get("version")?,
+        id: row.get("event_id")?,
+        ty: row.get("type")?,
+        type_version: u32::try_from(row.get::<i64>("type_version")?).unwrap_or(u32::MAX),
+        data,
+        metadata,
+        recorded_at: row.get("recorded_at")?,
+        stream,
+    })
+}
