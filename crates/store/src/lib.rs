@@ -7,11 +7,14 @@
 //! SQLite's write lock, a transaction-scoped advisory lock on PostgreSQL), so a checkpoint
 //! "everything up to n" is always true.
 
+mod aggregate;
 mod error;
 mod event;
 mod schema;
 mod store;
+pub mod testing;
 
+pub use aggregate::{Aggregate, CommandError, Loaded, Repository, decode, encode};
 pub use error::{Error, Result};
 pub use event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 pub use store::{Appended, EventStore};

@@ -1,5 +1,14 @@
 //! The event store conformance suite: every test runs on SQLite and on the running PostgreSQL.
 
+mod aggregates;
+mod folder;
+
+use aggregates::{
+    an_unknown_event_type_is_reported_with_its_position,
+    concurrent_commands_on_one_aggregate_conflict,
+    the_repository_replays_and_saves_at_the_loaded_version,
+};
+
 use std::collections::BTreeSet;
 
 use serde_json::json;
@@ -281,6 +290,9 @@ macro_rules! suite {
             read_all_follows_one_global_order,
             an_event_that_does_not_decode_is_named,
             a_tailing_reader_misses_nothing,
+            the_repository_replays_and_saves_at_the_loaded_version,
+            concurrent_commands_on_one_aggregate_conflict,
+            an_unknown_event_type_is_reported_with_its_position,
         );
     };
 }

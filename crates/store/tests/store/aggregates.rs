@@ -1,0 +1,154 @@
+//! Aggregates: given/when/then without a database, and the repository on both backends.
+
+use telar_store::testing::given;
+use telar_store::{CommandError, Error, EventStore, Metadata, Repository};
+use telar_types::{Classify, ErrorCode};
+
+use crate::folder::{Folder, FolderCommand, FolderError, FolderEvent};
+
+#[test]
+fn an_open_folder_takes_a_new_document() {
+    given::<Folder>([FolderEvent::Opened {
+        owner: "1032456789".into(),
+    }])
+    .when(FolderCommand::Upload {
+        document: "diploma".into(),
+    })
+    .then([FolderEvent::Uploaded {
+        document: "diploma".into(),
+    }]);
+}
+
+#[test]
+fn a_document_is_not_uploaded_twice_nor_to_a_closed_folder() {
+    given::<Folder>([
+        FolderEvent::Opened {
+            owner: "1032456789".into(),
+        },
+        FolderEvent::Uploaded {
+            document: "diploma".into(),
+        },
+    ])
+    .when(FolderCommand::Upload {
+        document: "diploma".into(),
+    })
+    .then_refused(|e| *e == FolderError::Duplicate("diploma".into()));
+    given::<Folder>([])
+        .when(FolderCommand::Upload {
+            document: "diploma".into(),
+        })
+        .then_refused(|e| e.code() == ErrorCode::NotFound);
+}
+
+pub async fn the_repository_replays_and_saves_at_the_loaded_version(store: EventStore) {
+    let folders = Repository::<Folder>::new(store.clone());
+    let open = FolderCommand::Open {
+        owner: "1032456789".into(),
+    };
+    folders
+        .execute("1032456789", open, Metadata::default())
+        .await
+        .expect("open");
+    for document in ["cedula", "diploma"] {
+        let (events, appended) = folders
+            .execute(
+                "1032456789",
+                FolderCommand::Upload {
+                    document: document.into(),
+                },
+                Metadata::default(),
+            )
+            .await
+            .expect("upload");
+        assert_eq!(events.len(), 1);
+        assert!(appended.is_some());
+    }
+    let loaded = folders.load("1032456789").await.expect("load");
+    assert_eq!(loaded.version, 3);
+    assert_eq!(loaded.state.documents, ["cedula", "diploma"]);
+    let refused = folders
+        .execute(
+            "1032456789",
+            FolderCommand::Upload {
+                document: "cedula".into(),
+            },
+            Metadata::default(),
+        )
+        .await
+        .expect_err("duplicate");
+    assert!(matches!(
+        refused,
+        CommandError::Rejected(FolderError::Duplicate(_))
+    ));
+    assert_eq!(refused.code(), ErrorCode::Conflict);
+    assert_eq!(
+        store.version("folder-1032456789").await.expect("version"),
+        3,
+        "a refused command writes nothing"
+    );
+}
+
+pub async fn concurrent_commands_on_one_aggregate_conflict(store: EventStore) {
+    let folders = Repository::<Folder>::new(store);
+    folders
+        .execute(
+            "7",
+            FolderCommand::Open { owner: "7".into() },
+            Metadata::default(),
+        )
+        .await
+        .expect("open");
+    let uploads = (0..6).map(|n| {
+        let folders = folders.clone();
+        tokio::spawn(async move {
+            folders
+                .execute(
+                    "7",
+                    FolderCommand::Upload {
+                        document: format!("d{n}"),
+                    },
+                    Metadata::default(),
+                )
+                .await
+        })
+    });
+    let mut won = 0;
+    for result in futures::future::join_all(uploads).await {
+        match result.expect("task") {
+            Ok(_) => won += 1,
+            Err(CommandError::Store(Error::Conflict { .. })) => {}
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    let loaded = folders.load("7").await.expect("load");
+    assert!(won >= 1);
+    assert_eq!(
+        loaded.state.documents.len(),
+        won,
+        "exactly the winners' events are stored"
+    );
+    assert_eq!(loaded.version, 1 + won as i64);
+}
+
+pub async fn an_unknown_event_type_is_reported_with_its_position(store: EventStore) {
+    store
+        .append(
+            "folder-9",
+            telar_store::ExpectedVersion::NoStream,
+            vec![telar_store::NewEvent::new(
+                "FolderRenamed",
+                serde_json::json!({}),
+            )],
+        )
+        .await
+        .expect("append");
+    let error = Repository::<Folder>::new(store)
+        .load("9")
+        .await
+        .expect_err("unknown type");
+    let text = error.to_string();
+    assert!(
+        text.contains("folder-9") && text.contains("FolderRenamed") && text.contains("position"),
+        "{text}"
+    );
+}
