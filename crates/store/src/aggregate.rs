@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use telar_types::{Classify, ErrorCode};
 
 use crate::event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
-use crate::{Appended, Error, EventStore};
+use crate::{Appended, Error, EventStore, snapshot};
 
 /// A consistency boundary whose state is the fold of its events.
 ///
@@ -60,15 +60,46 @@ pub struct Loaded<A> {
 /// Loads and saves aggregates of one kind.
 pub struct Repository<A> {
     store: EventStore,
+    snapshots: Option<Snapshots<A>>,
     _kind: PhantomData<fn() -> A>,
+}
+
+/// How a repository snapshots its aggregates (set by [`Repository::with_snapshots`], where the
+/// state's serde bounds are known).
+struct Snapshots<A> {
+    every: i64,
+    schema: u32,
+    encode: fn(&A) -> Option<String>,
+    decode: fn(&str) -> Option<A>,
+}
+
+impl<A> Clone for Snapshots<A> {
+    fn clone(&self) -> Self {
+        Snapshots { ..*self }
+    }
 }
 
 impl<A> Clone for Repository<A> {
     fn clone(&self) -> Self {
         Repository {
             store: self.store.clone(),
+            snapshots: self.snapshots.clone(),
             _kind: PhantomData,
         }
+    }
+}
+
+impl<A: Aggregate + Serialize + DeserializeOwned> Repository<A> {
+    /// Saves the state every `every` events; `schema` names the state's shape (bump it when the
+    /// struct changes: older snapshots are then ignored and replaced).
+    pub fn with_snapshots(mut self, every: u32, schema: u32) -> Self {
+        self.snapshots = Some(Snapshots {
+            every: i64::from(every.max(1)),
+            schema,
+            encode: |state: &A| serde_json::to_string(state).ok(),
+            decode: |text: &str| serde_json::from_str(text).ok(),
+        });
+        self
     }
 }
 
@@ -79,6 +110,7 @@ impl<A: Aggregate> Repository<A> {
     pub fn new(store: EventStore) -> Self {
         Repository {
             store,
+            snapshots: None,
             _kind: PhantomData,
         }
     }
@@ -94,6 +126,13 @@ impl<A: Aggregate> Repository<A> {
             state: A::default(),
             version: 0,
         };
+        if let Some(snapshots) = &self.snapshots
+            && let Some((version, text)) =
+                snapshot::read(self.store.db(), &stream, snapshots.schema).await?
+            && let Some(state) = (snapshots.decode)(&text)
+        {
+            loaded = Loaded { state, version };
+        }
         loop {
             let page = self
                 .store
@@ -129,13 +168,38 @@ impl<A: Aggregate> Repository<A> {
         }
         let new = events
             .iter()
-            .map(|event| encode::<A>(event).map(|e| e.metadata(metadata.clone())))
+            .map(|event| {
+                encode::<A>(event).map(|e| {
+                    let version = self.store.current_version(&e.ty);
+                    e.version(version).metadata(metadata.clone())
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let expected = match loaded.version {
             0 => ExpectedVersion::NoStream,
             version => ExpectedVersion::Exact(version),
         };
-        let appended = self.store.append(&Self::stream(id), expected, new).await?;
+        let stream = Self::stream(id);
+        let appended = self.store.append(&stream, expected, new).await?;
+        if let Some(snapshots) = &self.snapshots
+            && appended.version / snapshots.every > loaded.version / snapshots.every
+        {
+            let mut state = loaded.state;
+            for event in &events {
+                state.apply(event);
+            }
+            // A snapshot is a cache: failing to write one costs a longer load, nothing else.
+            if let Some(text) = (snapshots.encode)(&state) {
+                let _ = snapshot::write(
+                    self.store.db(),
+                    &stream,
+                    appended.version,
+                    snapshots.schema,
+                    text,
+                )
+                .await;
+            }
+        }
         Ok((events, Some(appended)))
     }
 }

@@ -11,10 +11,13 @@ mod aggregate;
 mod error;
 mod event;
 mod schema;
+mod snapshot;
 mod store;
 pub mod testing;
+mod upcast;
 
 pub use aggregate::{Aggregate, CommandError, Loaded, Repository, decode, encode};
 pub use error::{Error, Result};
 pub use event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 pub use store::{Appended, EventStore};
+pub use upcast::{Upcaster, Upcasters};

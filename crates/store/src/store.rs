@@ -3,7 +3,10 @@ use telar_sql::{Db, Dialect, Row, Tx, generated_query, placeholders, query};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use std::sync::Arc;
+
 use crate::event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use crate::upcast::Upcasters;
 use crate::{Error, Result};
 
 /// Columns of one appended row.
@@ -15,6 +18,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 #[derive(Clone)]
 pub struct EventStore {
     db: Db,
+    upcasters: Arc<Upcasters>,
 }
 
 /// Where an append landed.
@@ -30,7 +34,22 @@ impl EventStore {
     /// Opens the store on `db`, creating its table if needed.
     pub async fn open(db: Db) -> Result<Self> {
         db.migrate(crate::schema::MIGRATIONS).await?;
-        Ok(EventStore { db })
+        db.migrate(crate::snapshot::MIGRATIONS).await?;
+        Ok(EventStore {
+            db,
+            upcasters: Arc::default(),
+        })
+    }
+
+    /// Reads old event shapes through these upcasters (see [`Upcasters`]).
+    pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
+        self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// The version new events of `ty` are written at (past every upcaster of the type).
+    pub fn current_version(&self, ty: &str) -> u32 {
+        self.upcasters.current_version(ty)
     }
 
     /// The database the store lives in (for read models and checkpoints kept beside it).
@@ -86,9 +105,7 @@ impl EventStore {
                 actual: current,
             });
         }
-        let recorded_at = OffsetDateTime::now_utc()
-            .format(&Rfc3339)
-            .unwrap_or_default();
+        let recorded_at = now_rfc3339();
         let mut version = current;
         let mut position = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
@@ -133,7 +150,7 @@ impl EventStore {
         .bind(i64::from(limit))
         .fetch_all(&self.db)
         .await?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(|row| self.decode(row)).collect()
     }
 
     /// Every stream's events after position `after` (exclusive), in position order.
@@ -146,7 +163,11 @@ impl EventStore {
         .bind(i64::from(limit))
         .fetch_all(&self.db)
         .await?;
-        rows.iter().map(decode).collect()
+        rows.iter().map(|row| self.decode(row)).collect()
+    }
+
+    fn decode(&self, row: &Row) -> Result<RecordedEvent> {
+        decode(row).map(|event| self.upcasters.apply(event))
     }
 
     /// The stream's current version (0: no stream).
@@ -159,6 +180,12 @@ impl EventStore {
                 .get("version")?,
         )
     }
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
 }
 
 fn validate(stream: &str, events: &[NewEvent]) -> Result<()> {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use telar_store::Aggregate;
 use telar_types::{Classify, ErrorCode};
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Folder {
     pub owner: Option<String>,
     pub documents: Vec<String>,

@@ -5,8 +5,9 @@ mod folder;
 
 use aggregates::{
     an_unknown_event_type_is_reported_with_its_position,
-    concurrent_commands_on_one_aggregate_conflict,
+    concurrent_commands_on_one_aggregate_conflict, snapshots_bound_the_replay,
     the_repository_replays_and_saves_at_the_loaded_version,
+    upcasters_turn_old_shapes_into_the_current_one,
 };
 
 use std::collections::BTreeSet;
@@ -293,6 +294,8 @@ macro_rules! suite {
             the_repository_replays_and_saves_at_the_loaded_version,
             concurrent_commands_on_one_aggregate_conflict,
             an_unknown_event_type_is_reported_with_its_position,
+            snapshots_bound_the_replay,
+            upcasters_turn_old_shapes_into_the_current_one,
         );
     };
 }
