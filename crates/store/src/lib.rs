@@ -8,8 +8,11 @@
 //! "everything up to n" is always true.
 
 mod aggregate;
+mod checkpoint;
 mod error;
 mod event;
+mod projection;
+mod relay;
 mod schema;
 mod snapshot;
 mod store;
@@ -19,5 +22,7 @@ mod upcast;
 pub use aggregate::{Aggregate, CommandError, Loaded, Repository, decode, encode};
 pub use error::{Error, Result};
 pub use event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+pub use projection::{OnError, Projection, ProjectionStatus, Projector, Rebuilt};
+pub use relay::{Publish, StoreRelay, envelope};
 pub use store::{Appended, EventStore};
 pub use upcast::{Upcaster, Upcasters};

@@ -5,6 +5,8 @@ use time::format_description::well_known::Rfc3339;
 
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 use crate::upcast::Upcasters;
 use crate::{Error, Result};
@@ -19,6 +21,8 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub struct EventStore {
     db: Db,
     upcasters: Arc<Upcasters>,
+    /// Woken after every append this process commits (projections and relays follow live).
+    appended: Arc<Notify>,
 }
 
 /// Where an append landed.
@@ -38,6 +42,7 @@ impl EventStore {
         Ok(EventStore {
             db,
             upcasters: Arc::default(),
+            appended: Arc::default(),
         })
     }
 
@@ -66,8 +71,21 @@ impl EventStore {
     ) -> Result<Appended> {
         let mut tx = self.db.begin().await?;
         let appended = self.append_in(&mut tx, stream, expected, events).await?;
-        tx.commit().await?;
+        self.commit(tx).await?;
         Ok(appended)
+    }
+
+    /// Commits a transaction that appended with [`EventStore::append_in`], and wakes the
+    /// projections and relays that follow this store.
+    pub async fn commit(&self, tx: Tx) -> Result<()> {
+        tx.commit().await?;
+        self.appended.notify_waiters();
+        Ok(())
+    }
+
+    /// Resolves at the next append this process commits.
+    pub(crate) fn appended(&self) -> Arc<Notify> {
+        self.appended.clone()
     }
 
     /// Appends inside the caller's transaction (to write other rows atomically with the

@@ -2,6 +2,13 @@
 
 mod aggregates;
 mod folder;
+mod projections;
+
+use projections::{
+    a_bad_event_stops_the_projection_and_says_where, a_projection_follows_live_and_rebuilds,
+    the_relay_publishes_in_order_and_survives_an_outage,
+    two_runners_of_one_projection_apply_each_event_once,
+};
 
 use aggregates::{
     an_unknown_event_type_is_reported_with_its_position,
@@ -296,6 +303,10 @@ macro_rules! suite {
             an_unknown_event_type_is_reported_with_its_position,
             snapshots_bound_the_replay,
             upcasters_turn_old_shapes_into_the_current_one,
+            a_projection_follows_live_and_rebuilds,
+            two_runners_of_one_projection_apply_each_event_once,
+            a_bad_event_stops_the_projection_and_says_where,
+            the_relay_publishes_in_order_and_survives_an_outage,
         );
     };
 }
