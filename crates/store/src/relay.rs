@@ -85,7 +85,7 @@ impl StoreRelay {
                 .map_err(|e| e.to_string())?;
             let events = self
                 .store
-                .read_all(from, BATCH)
+                .read_all_as(from, BATCH, false)
                 .await
                 .map_err(|e| e.to_string())?;
             let Some(last) = events.last().map(|e| e.position) else {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
+use crate::shred::Shredder;
 use crate::upcast::Upcasters;
 use crate::{Error, Result};
 
@@ -21,6 +22,7 @@ const ROWS_PER_STATEMENT: usize = 500;
 pub struct EventStore {
     db: Db,
     upcasters: Arc<Upcasters>,
+    shredder: Option<Shredder>,
     /// Woken after every append this process commits (projections and relays follow live).
     appended: Arc<Notify>,
 }
@@ -42,6 +44,7 @@ impl EventStore {
         Ok(EventStore {
             db,
             upcasters: Arc::default(),
+            shredder: None,
             appended: Arc::default(),
         })
     }
@@ -49,6 +52,12 @@ impl EventStore {
     /// Reads old event shapes through these upcasters (see [`Upcasters`]).
     pub fn with_upcasters(mut self, upcasters: Upcasters) -> Self {
         self.upcasters = Arc::new(upcasters);
+        self
+    }
+
+    /// Decrypts shredding-encrypted fields on read (forgotten subjects read as redacted).
+    pub fn with_shredder(mut self, shredder: Shredder) -> Self {
+        self.shredder = Some(shredder);
         self
     }
 
@@ -168,11 +177,22 @@ impl EventStore {
         .bind(i64::from(limit))
         .fetch_all(&self.db)
         .await?;
-        rows.iter().map(|row| self.decode(row)).collect()
+        self.decode_all(&rows, true).await
     }
 
     /// Every stream's events after position `after` (exclusive), in position order.
     pub async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>> {
+        self.read_all_as(after, limit, true).await
+    }
+
+    /// `read_all` without decrypting: the stored form, for copies that leave the service (the
+    /// relay publishes personal fields encrypted, so forgetting a subject reaches them too).
+    pub(crate) async fn read_all_as(
+        &self,
+        after: i64,
+        limit: u32,
+        decrypt: bool,
+    ) -> Result<Vec<RecordedEvent>> {
         let rows = query(
             "SELECT position, stream, version, event_id, type, type_version, data, metadata, recorded_at
              FROM es_events WHERE position > $1 ORDER BY position LIMIT $2",
@@ -181,11 +201,20 @@ impl EventStore {
         .bind(i64::from(limit))
         .fetch_all(&self.db)
         .await?;
-        rows.iter().map(|row| self.decode(row)).collect()
+        self.decode_all(&rows, decrypt).await
     }
 
-    fn decode(&self, row: &Row) -> Result<RecordedEvent> {
-        decode(row).map(|event| self.upcasters.apply(event))
+    /// Decodes, decrypts (before upcasting: upcasters see the shape that was written), upcasts.
+    async fn decode_all(&self, rows: &[Row], decrypt: bool) -> Result<Vec<RecordedEvent>> {
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut event = decode(row)?;
+            if decrypt && let Some(shredder) = &self.shredder {
+                shredder.decrypt(&mut event).await?;
+            }
+            events.push(self.upcasters.apply(event));
+        }
+        Ok(events)
     }
 
     /// The stream's current version (0: no stream).

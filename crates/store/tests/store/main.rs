@@ -3,6 +3,11 @@
 mod aggregates;
 mod folder;
 mod projections;
+mod shredding;
+
+use shredding::{
+    a_wrong_master_key_is_refused, forgetting_a_subject_redacts_its_fields_and_keeps_the_stream,
+};
 
 use projections::{
     a_bad_event_stops_the_projection_and_says_where, a_projection_follows_live_and_rebuilds,
@@ -307,6 +312,8 @@ macro_rules! suite {
             two_runners_of_one_projection_apply_each_event_once,
             a_bad_event_stops_the_projection_and_says_where,
             the_relay_publishes_in_order_and_survives_an_outage,
+            forgetting_a_subject_redacts_its_fields_and_keeps_the_stream,
+            a_wrong_master_key_is_refused,
         );
     };
 }
