@@ -55,6 +55,8 @@ pub struct Loaded<A> {
     pub state: A,
     /// 0: the stream does not exist yet.
     pub version: i64,
+    /// The version of the snapshot it started from (0: replayed from the start).
+    pub snapshot: i64,
 }
 
 /// Loads and saves aggregates of one kind.
@@ -125,13 +127,18 @@ impl<A: Aggregate> Repository<A> {
         let mut loaded = Loaded {
             state: A::default(),
             version: 0,
+            snapshot: 0,
         };
         if let Some(snapshots) = &self.snapshots
             && let Some((version, text)) =
                 snapshot::read(self.store.db(), &stream, snapshots.schema).await?
             && let Some(state) = (snapshots.decode)(&text)
         {
-            loaded = Loaded { state, version };
+            loaded = Loaded {
+                state,
+                version,
+                snapshot: version,
+            };
         }
         loop {
             let page = self
@@ -182,7 +189,8 @@ impl<A: Aggregate> Repository<A> {
         let stream = Self::stream(id);
         let appended = self.store.append(&stream, expected, new).await?;
         if let Some(snapshots) = &self.snapshots
-            && appended.version / snapshots.every > loaded.version / snapshots.every
+            // At most `every` events to replay after the snapshot, whatever wrote them.
+            && appended.version - loaded.snapshot >= snapshots.every
         {
             let mut state = loaded.state;
             for event in &events {

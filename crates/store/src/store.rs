@@ -136,10 +136,13 @@ impl EventStore {
         let mut version = current;
         let mut position = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let sqlite = tx.dialect() == Dialect::Sqlite;
             let sql = format!(
                 "INSERT INTO es_events (stream, version, event_id, type, type_version, data, metadata, recorded_at)
-                 VALUES {} RETURNING position",
-                placeholders(chunk.len(), COLUMNS, 1)
+                 VALUES {}{}",
+                placeholders(chunk.len(), COLUMNS, 1),
+                // SQLite answers the last position without a row per event.
+                if sqlite { "" } else { " RETURNING position" }
             );
             let mut insert = generated_query(sql);
             for event in chunk {
@@ -154,8 +157,16 @@ impl EventStore {
                     .bind(serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".into()))
                     .bind(&recorded_at);
             }
-            for row in insert.fetch_all(&mut *tx).await? {
-                position = position.max(row.get::<i64>("position")?);
+            if sqlite {
+                insert.execute(&mut *tx).await?;
+                position = query("SELECT last_insert_rowid() AS position")
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get("position")?;
+            } else {
+                for row in insert.fetch_all(&mut *tx).await? {
+                    position = position.max(row.get::<i64>("position")?);
+                }
             }
         }
         Ok(Appended { version, position })
