@@ -47,8 +47,12 @@ async fn main() -> Result<(), BoxError> {
     };
     // The same table as the store's (`es_events`), for the raw reference.
     let raw_table = match db.dialect() {
-        telar_sql::Dialect::Sqlite => "CREATE TABLE raw_events (position INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, version INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, type_version INTEGER NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL, UNIQUE (stream, version))",
-        telar_sql::Dialect::Postgres => "CREATE TABLE raw_events (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, stream TEXT NOT NULL, version BIGINT NOT NULL, event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, type_version BIGINT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL, UNIQUE (stream, version))",
+        telar_sql::Dialect::Sqlite => {
+            "CREATE TABLE raw_events (position INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL, version INTEGER NOT NULL, event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, type_version INTEGER NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL, UNIQUE (stream, version))"
+        }
+        telar_sql::Dialect::Postgres => {
+            "CREATE TABLE raw_events (position BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, stream TEXT NOT NULL, version BIGINT NOT NULL, event_id TEXT NOT NULL UNIQUE, type TEXT NOT NULL, type_version BIGINT NOT NULL, data TEXT NOT NULL, metadata TEXT NOT NULL, recorded_at TEXT NOT NULL, UNIQUE (stream, version))"
+        }
     };
     query(raw_table).execute(&db).await?;
     let store = EventStore::open(db.clone()).await?;

@@ -108,11 +108,7 @@ impl EventStore {
     ) -> Result<Appended> {
         validate(stream, &events)?;
         if tx.dialect() == Dialect::Postgres {
-            // Appends commit in position order: without this, a reader could see position n+1
-            // committed before n and move its checkpoint past n for good.
-            query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.es_events'))")
-                .execute(&mut *tx)
-                .await?;
+            return append_postgres(tx, stream, expected, &events).await;
         }
         let current: i64 =
             query("SELECT COALESCE(MAX(version), 0) AS version FROM es_events WHERE stream = $1")
@@ -136,13 +132,10 @@ impl EventStore {
         let mut version = current;
         let mut position = 0;
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let sqlite = tx.dialect() == Dialect::Sqlite;
             let sql = format!(
                 "INSERT INTO es_events (stream, version, event_id, type, type_version, data, metadata, recorded_at)
-                 VALUES {}{}",
+                 VALUES {}",
                 placeholders(chunk.len(), COLUMNS, 1),
-                // SQLite answers the last position without a row per event.
-                if sqlite { "" } else { " RETURNING position" }
             );
             let mut insert = generated_query(sql);
             for event in chunk {
@@ -157,17 +150,12 @@ impl EventStore {
                     .bind(serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".into()))
                     .bind(&recorded_at);
             }
-            if sqlite {
-                insert.execute(&mut *tx).await?;
-                position = query("SELECT last_insert_rowid() AS position")
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get("position")?;
-            } else {
-                for row in insert.fetch_all(&mut *tx).await? {
-                    position = position.max(row.get::<i64>("position")?);
-                }
-            }
+            insert.execute(&mut *tx).await?;
+            // The last position, without a row per event.
+            position = query("SELECT last_insert_rowid() AS position")
+                .fetch_one(&mut *tx)
+                .await?
+                .get("position")?;
         }
         Ok(Appended { version, position })
     }
@@ -238,6 +226,93 @@ impl EventStore {
                 .get("version")?,
         )
     }
+}
+
+/// PostgreSQL: the append lock, then one statement that checks the expected version and inserts
+/// (a round trip per step counts: the check and the insert share one).
+async fn append_postgres(
+    tx: &mut Tx,
+    stream: &str,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+) -> Result<Appended> {
+    // Appends commit in position order: without this, a reader could see position n+1
+    // committed before n and move its checkpoint past n for good. Taken in its own statement,
+    // so the insert's snapshot sees every append committed before the lock was granted.
+    query("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.es_events'))")
+        .execute(&mut *tx)
+        .await?;
+    let recorded_at = now_rfc3339();
+    let mut expected = expected;
+    let mut appended = Appended {
+        version: 0,
+        position: 0,
+    };
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut values = String::with_capacity(chunk.len() * 64);
+        for index in 0..chunk.len() {
+            let b = 4 + index * 6;
+            if index > 0 {
+                values.push_str(", ");
+            }
+            values.push_str(&format!(
+                "(${b}::bigint, ${}::text, ${}::text, ${}::bigint, ${}::text, ${}::text)",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5
+            ));
+        }
+        let sql = format!(
+            "WITH cur AS (SELECT COALESCE(MAX(version), 0) AS v FROM es_events WHERE stream = $1)
+             INSERT INTO es_events (stream, version, event_id, type, type_version, data, metadata, recorded_at)
+             SELECT $1, cur.v + e.i, e.id, e.ty, e.tv, e.data, e.meta, $2
+             FROM cur, (VALUES {values}) AS e(i, id, ty, tv, data, meta)
+             WHERE $3::bigint = -1 OR cur.v = $3::bigint
+             ORDER BY e.i
+             RETURNING position, version"
+        );
+        let check = match expected {
+            ExpectedVersion::Any => -1,
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(version) => version,
+        };
+        let mut insert = generated_query(sql)
+            .bind(stream)
+            .bind(&recorded_at)
+            .bind(check);
+        for (index, event) in chunk.iter().enumerate() {
+            insert = insert
+                .bind(index as i64 + 1)
+                .bind(&event.id)
+                .bind(&event.ty)
+                .bind(i64::from(event.type_version))
+                .bind(event.data.to_string())
+                .bind(serde_json::to_string(&event.metadata).unwrap_or_else(|_| "{}".into()));
+        }
+        let rows = insert.fetch_all(&mut *tx).await?;
+        if rows.is_empty() {
+            let actual = query(
+                "SELECT COALESCE(MAX(version), 0) AS version FROM es_events WHERE stream = $1",
+            )
+            .bind(stream)
+            .fetch_one(&mut *tx)
+            .await?
+            .get("version")?;
+            return Err(Error::Conflict {
+                stream: stream.to_owned(),
+                expected: expected.to_string(),
+                actual,
+            });
+        }
+        for row in rows {
+            appended.version = appended.version.max(row.get("version")?);
+            appended.position = appended.position.max(row.get("position")?);
+        }
+        expected = ExpectedVersion::Exact(appended.version);
+    }
+    Ok(appended)
 }
 
 pub(crate) fn now_rfc3339() -> String {
