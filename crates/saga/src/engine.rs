@@ -1,0 +1,680 @@
+//! The orchestrator: runs each saga in its own task, strictly step by step, writing every
+//! outcome before going on; recovers unfinished sagas on start.
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use serde_json::{Map, Value};
+use telar_sql::{Db, query};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::{Notify, Semaphore};
+
+use crate::definition::{Saga, Step, StepContext, StepError};
+use crate::state::{SagaRecord, SagaStatus, StepLogEntry};
+use crate::{Error, Result};
+
+/// Sagas driven at once by one process.
+const MAX_CONCURRENT: usize = 512;
+
+/// Runs the sagas of the types it was given. Cheap to clone.
+#[derive(Clone)]
+pub struct SagaEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    sagas: HashMap<String, Saga>,
+    /// Who holds a saga's lease: stable across restarts of the same instance, so a restarted
+    /// process takes its sagas back at once instead of waiting for the lease to expire.
+    runner: String,
+    lease_ms: i64,
+    permits: Arc<Semaphore>,
+    active: Mutex<HashSet<String>>,
+    settled: Notify,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+impl SagaEngine {
+    /// Opens the engine on the service's database. `runner` names this instance (e.g. the pod
+    /// name); two live processes must not share one.
+    pub async fn open(db: Db, runner: &str, sagas: impl IntoIterator<Item = Saga>) -> Result<Self> {
+        let mut by_name = HashMap::new();
+        let mut longest = Duration::ZERO;
+        for saga in sagas {
+            if saga.steps.is_empty() {
+                return Err(Error::Invalid(format!("saga `{}` has no step", saga.name)));
+            }
+            let mut names = HashSet::new();
+            for step in &saga.steps {
+                if !names.insert(step.name.clone()) {
+                    return Err(Error::Invalid(format!(
+                        "saga `{}` has two steps named `{}`",
+                        saga.name, step.name
+                    )));
+                }
+                longest = longest.max(step.timeout);
+            }
+            if by_name.insert(saga.name.clone(), saga).is_some() {
+                return Err(Error::Invalid("two sagas with one name".into()));
+            }
+        }
+        db.migrate(crate::schema::MIGRATIONS).await?;
+        let lease = longest * 2 + Duration::from_secs(30);
+        Ok(SagaEngine {
+            inner: Arc::new(Inner {
+                db,
+                sagas: by_name,
+                runner: runner.to_owned(),
+                lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
+                permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+                active: Mutex::new(HashSet::new()),
+                settled: Notify::new(),
+            }),
+        })
+    }
+
+    /// Starts a saga with a fresh id.
+    pub async fn start(&self, saga_type: &str, input: Value) -> Result<String> {
+        self.start_with_id(saga_type, &telar_types::new_id().to_string(), input)
+            .await
+    }
+
+    /// Starts a saga with the caller's id; starting an existing id again starts nothing (the
+    /// id is the saga's idempotency key).
+    pub async fn start_with_id(&self, saga_type: &str, id: &str, input: Value) -> Result<String> {
+        if !self.inner.sagas.contains_key(saga_type) {
+            return Err(Error::UnknownType(saga_type.to_owned()));
+        }
+        let now = now_rfc3339();
+        let inserted = query(
+            "INSERT INTO saga_instances (id, saga_type, status, input, outputs, step, created_at, updated_at)
+             VALUES ($1, $2, 'Running', $3, '{}', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(saga_type)
+        .bind(input.to_string())
+        .bind(now)
+        .execute(&self.inner.db)
+        .await?;
+        if inserted == 1 {
+            metrics::counter!("saga_started", "saga" => saga_type.to_owned()).increment(1);
+        }
+        spawn(&self.inner, id);
+        Ok(id.to_owned())
+    }
+
+    /// Resumes every unfinished saga this instance may run (its own, or ones whose lease
+    /// expired). Call once at start. Returns how many were resumed.
+    pub async fn recover(&self) -> Result<usize> {
+        let rows = query(
+            "SELECT id FROM saga_instances WHERE status IN ('Running', 'Compensating')
+               AND (runner IS NULL OR runner = $1 OR lease_until < $2)",
+        )
+        .bind(&self.inner.runner)
+        .bind(now_ms())
+        .fetch_all(&self.inner.db)
+        .await?;
+        let ids: Vec<String> = rows.iter().filter_map(|r| r.get("id").ok()).collect();
+        for id in &ids {
+            spawn(&self.inner, id);
+        }
+        Ok(ids.len())
+    }
+
+    pub async fn get(&self, id: &str) -> Result<SagaRecord> {
+        load(&self.inner.db, id).await
+    }
+
+    /// The step log, oldest first.
+    pub async fn log(&self, id: &str) -> Result<Vec<StepLogEntry>> {
+        let rows = query(
+            "SELECT step, phase, outcome, attempt, detail, duration_ms, at FROM saga_steps
+             WHERE saga_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.inner.db)
+        .await?;
+        rows.iter().map(StepLogEntry::from_row).collect()
+    }
+
+    /// Sagas, newest first, optionally of one status.
+    pub async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<SagaRecord>> {
+        let rows = query(
+            "SELECT id, saga_type, status, step, input, outputs, reason, created_at, updated_at
+             FROM saga_instances WHERE ($1 IS NULL OR status = $1)
+             ORDER BY created_at DESC, id DESC LIMIT $2",
+        )
+        .bind(status.map(|s| s.as_str().to_owned()))
+        .bind(i64::from(limit))
+        .fetch_all(&self.inner.db)
+        .await?;
+        rows.iter().map(SagaRecord::from_row).collect()
+    }
+
+    /// Resumes the compensation of a parked saga (after fixing what made it fail).
+    pub async fn retry(&self, id: &str) -> Result<()> {
+        let moved = query(
+            "UPDATE saga_instances SET status = 'Compensating', reason = NULL, updated_at = $2
+             WHERE id = $1 AND status = 'NeedsAttention'",
+        )
+        .bind(id)
+        .bind(now_rfc3339())
+        .execute(&self.inner.db)
+        .await?;
+        self.expect_moved(id, moved, "only a saga that needs attention can be retried")
+            .await?;
+        spawn(&self.inner, id);
+        Ok(())
+    }
+
+    /// Stops a running saga after its current step and compensates what it did.
+    pub async fn abort(&self, id: &str) -> Result<()> {
+        let moved = query(
+            "UPDATE saga_instances SET abort_requested = 1, updated_at = $2 WHERE id = $1 AND status = 'Running'",
+        )
+        .bind(id)
+        .bind(now_rfc3339())
+        .execute(&self.inner.db)
+        .await?;
+        self.expect_moved(id, moved, "only a running saga can be aborted")
+            .await?;
+        spawn(&self.inner, id);
+        Ok(())
+    }
+
+    async fn expect_moved(&self, id: &str, moved: u64, reason: &str) -> Result<()> {
+        if moved == 1 {
+            return Ok(());
+        }
+        let record = self.get(id).await?;
+        Err(Error::State {
+            id: id.to_owned(),
+            status: record.status.as_str().to_owned(),
+            reason: reason.to_owned(),
+        })
+    }
+
+    /// Waits until the saga is final (or `timeout`), and returns it.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<SagaRecord> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let settled = self.inner.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            let record = self.get(id).await?;
+            if record.status.is_final() || Instant::now() >= deadline {
+                return Ok(record);
+            }
+            let _ = tokio::time::timeout(
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(Duration::from_millis(500)),
+                settled,
+            )
+            .await;
+        }
+    }
+}
+
+fn spawn(inner: &Arc<Inner>, id: &str) {
+    let fresh = inner
+        .active
+        .lock()
+        .map(|mut active| active.insert(id.to_owned()))
+        .unwrap_or(false);
+    if !fresh {
+        return;
+    }
+    let (inner, id) = (inner.clone(), id.to_owned());
+    tokio::spawn(async move {
+        let permit = inner.permits.clone().acquire_owned().await;
+        if let Err(error) = drive(&inner, &id).await {
+            // Left as it is: `recover` (or the next start) picks it up again.
+            tracing::warn!(saga = %id, %error, "saga stopped on an error");
+        }
+        drop(permit);
+        if let Ok(mut active) = inner.active.lock() {
+            active.remove(&id);
+        }
+        inner.settled.notify_waiters();
+    });
+}
+
+async fn load(db: &Db, id: &str) -> Result<SagaRecord> {
+    let row = query(
+        "SELECT id, saga_type, status, step, input, outputs, reason, created_at, updated_at
+         FROM saga_instances WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    SagaRecord::from_row(&row)
+}
+
+/// Takes (or renews) the saga's lease for this runner; `false`: another runner holds it.
+async fn claim(inner: &Inner, id: &str) -> Result<bool> {
+    let now = now_ms();
+    let claimed = query(
+        "UPDATE saga_instances SET runner = $2, lease_until = $3
+         WHERE id = $1 AND (runner IS NULL OR runner = $2 OR lease_until < $4)",
+    )
+    .bind(id)
+    .bind(&inner.runner)
+    .bind(now + inner.lease_ms)
+    .bind(now)
+    .execute(&inner.db)
+    .await?;
+    Ok(claimed == 1)
+}
+
+/// A step log line: step, phase, outcome, attempt, detail, duration in ms.
+type LogLine<'a> = (&'a str, &'a str, &'a str, u32, Option<&'a str>, i64);
+
+/// A state change and its log line, in one transaction, only while this runner holds the
+/// lease. `false`: the lease was lost (another runner took over) — stop.
+#[allow(clippy::too_many_arguments)]
+async fn record(
+    inner: &Inner,
+    id: &str,
+    status: SagaStatus,
+    step: i64,
+    outputs: Option<&Map<String, Value>>,
+    reason: Option<&str>,
+    log: Option<LogLine<'_>>,
+) -> Result<bool> {
+    let mut tx = inner.db.begin().await?;
+    let now = now_ms();
+    let updated = query(
+        "UPDATE saga_instances SET status = $3, step = $4,
+             outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8
+         WHERE id = $1 AND runner = $2",
+    )
+    .bind(id)
+    .bind(&inner.runner)
+    .bind(status.as_str())
+    .bind(step)
+    .bind(outputs.map(|o| Value::Object(o.clone()).to_string()))
+    .bind(reason.map(str::to_owned))
+    .bind(now + inner.lease_ms)
+    .bind(now_rfc3339())
+    .execute(&mut tx)
+    .await?;
+    if updated != 1 {
+        return Ok(false);
+    }
+    if let Some(entry) = log {
+        write_log(&mut tx, id, entry).await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+async fn write_log(
+    tx: &mut telar_sql::Tx,
+    id: &str,
+    (step, phase, outcome, attempt, detail, duration_ms): (
+        &str,
+        &str,
+        &str,
+        u32,
+        Option<&str>,
+        i64,
+    ),
+) -> Result<()> {
+    query(
+        "INSERT INTO saga_steps (saga_id, step, phase, outcome, attempt, detail, duration_ms, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(id)
+    .bind(step)
+    .bind(phase)
+    .bind(outcome)
+    .bind(i64::from(attempt))
+    .bind(detail.map(str::to_owned))
+    .bind(duration_ms)
+    .bind(now_rfc3339())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Failed attempts already logged for this step and phase (the retry budget survives restarts).
+async fn failures(inner: &Inner, id: &str, step: &str, phase: &str) -> Result<u32> {
+    let count: i64 = query(
+        "SELECT COUNT(*) AS n FROM saga_steps WHERE saga_id = $1 AND step = $2 AND phase = $3 AND outcome = 'failed'",
+    )
+    .bind(id)
+    .bind(step)
+    .bind(phase)
+    .fetch_one(&inner.db)
+    .await?
+    .get("n")?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+async fn drive(inner: &Inner, id: &str) -> Result<()> {
+    if !claim(inner, id).await? {
+        return Ok(());
+    }
+    loop {
+        let saga_record = load(&inner.db, id).await?;
+        let Some(saga) = inner.sagas.get(&saga_record.saga_type) else {
+            let reason = format!("no definition for saga type `{}`", saga_record.saga_type);
+            record(
+                inner,
+                id,
+                SagaStatus::NeedsAttention,
+                saga_record.step,
+                None,
+                Some(&reason),
+                None,
+            )
+            .await?;
+            return Ok(());
+        };
+        let kind = saga.name.clone();
+        let going_on = match saga_record.status {
+            SagaStatus::Running => forward(inner, saga, &saga_record).await?,
+            SagaStatus::Compensating => backward(inner, saga, &saga_record).await?,
+            _ => false,
+        };
+        if !going_on {
+            let final_record = load(&inner.db, id).await?;
+            let outcome = match final_record.status {
+                SagaStatus::Completed => Some("saga_completed"),
+                SagaStatus::Compensated => Some("saga_compensated"),
+                SagaStatus::NeedsAttention => Some("saga_parked"),
+                _ => None,
+            };
+            if let Some(name) = outcome {
+                metrics::counter!(name, "saga" => kind).increment(1);
+            }
+            return Ok(());
+        }
+    }
+}
+
+fn context(saga: &SagaRecord, step: &Step, attempt: u32) -> StepContext {
+    StepContext {
+        saga_id: saga.id.clone(),
+        step: step.name.clone(),
+        idempotency_key: format!("{}:{}", saga.id, step.name),
+        attempt,
+        input: saga.input.clone(),
+        outputs: saga.outputs.clone(),
+    }
+}
+
+async fn is_abort_requested(inner: &Inner, id: &str) -> Result<bool> {
+    let flag: i64 = query("SELECT abort_requested FROM saga_instances WHERE id = $1")
+        .bind(id)
+        .fetch_one(&inner.db)
+        .await?
+        .get("abort_requested")?;
+    Ok(flag != 0)
+}
+
+/// Runs the next step. `false`: the saga is final, or this runner lost it.
+async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<bool> {
+    let index = usize::try_from(current.step).unwrap_or(0);
+    if is_abort_requested(inner, &current.id).await? {
+        let reason = "aborted by an operator";
+        return record(
+            inner,
+            &current.id,
+            SagaStatus::Compensating,
+            current.step - 1,
+            None,
+            Some(reason),
+            None,
+        )
+        .await;
+    }
+    let Some(step) = saga.steps.get(index) else {
+        record(
+            inner,
+            &current.id,
+            SagaStatus::Completed,
+            current.step,
+            None,
+            None,
+            None,
+        )
+        .await?;
+        return Ok(false);
+    };
+    let mut attempt = failures(inner, &current.id, &step.name, "action").await? + 1;
+    loop {
+        let started = Instant::now();
+        let run = AssertUnwindSafe((step.action)(context(current, step, attempt))).catch_unwind();
+        let result = match tokio::time::timeout(step.timeout, run).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StepError::permanent(format!("step {} panicked", step.name))),
+            Err(_) => Err(StepError::transient(format!(
+                "timed out after {} ms",
+                step.timeout.as_millis()
+            ))),
+        };
+        let millis = started.elapsed().as_millis() as i64;
+        metrics::histogram!("saga_step_duration", "saga" => saga.name.clone(), "step" => step.name.clone())
+            .record(started.elapsed().as_secs_f64());
+        match result {
+            Ok(output) => {
+                let mut outputs = current.outputs.clone();
+                outputs.insert(step.name.clone(), output);
+                let log = (
+                    step.name.as_str(),
+                    "action",
+                    "succeeded",
+                    attempt,
+                    None,
+                    millis,
+                );
+                return record(
+                    inner,
+                    &current.id,
+                    SagaStatus::Running,
+                    current.step + 1,
+                    Some(&outputs),
+                    None,
+                    Some(log),
+                )
+                .await;
+            }
+            Err(error) => {
+                let give_up =
+                    matches!(error, StepError::Permanent(_)) || attempt >= step.retry.max_attempts;
+                if give_up {
+                    let reason = format!("step {} failed: {}", step.name, error.reason());
+                    let log = (
+                        step.name.as_str(),
+                        "action",
+                        "failed",
+                        attempt,
+                        Some(error.reason()),
+                        millis,
+                    );
+                    // Compensate what completed before this step, newest first.
+                    return record(
+                        inner,
+                        &current.id,
+                        SagaStatus::Compensating,
+                        current.step - 1,
+                        None,
+                        Some(&reason),
+                        Some(log),
+                    )
+                    .await;
+                }
+                let log = (
+                    step.name.as_str(),
+                    "action",
+                    "failed",
+                    attempt,
+                    Some(error.reason()),
+                    millis,
+                );
+                if !record(
+                    inner,
+                    &current.id,
+                    SagaStatus::Running,
+                    current.step,
+                    None,
+                    None,
+                    Some(log),
+                )
+                .await?
+                {
+                    return Ok(false);
+                }
+                tokio::time::sleep(step.retry.delay(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// Compensates the next completed step, newest first. `false`: final, or lost.
+async fn backward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<bool> {
+    let reason = current.reason.as_deref();
+    if current.step < 0 {
+        record(
+            inner,
+            &current.id,
+            SagaStatus::Compensated,
+            -1,
+            None,
+            reason,
+            None,
+        )
+        .await?;
+        return Ok(false);
+    }
+    let index = usize::try_from(current.step).unwrap_or(0);
+    let Some(step) = saga.steps.get(index) else {
+        return record(
+            inner,
+            &current.id,
+            SagaStatus::Compensating,
+            current.step - 1,
+            None,
+            reason,
+            None,
+        )
+        .await;
+    };
+    let Some(compensation) = &step.compensation else {
+        let log = (step.name.as_str(), "compensation", "skipped", 0, None, 0);
+        return record(
+            inner,
+            &current.id,
+            SagaStatus::Compensating,
+            current.step - 1,
+            None,
+            reason,
+            Some(log),
+        )
+        .await;
+    };
+    let mut attempt = failures(inner, &current.id, &step.name, "compensation").await? + 1;
+    loop {
+        let started = Instant::now();
+        let run = AssertUnwindSafe(compensation(context(current, step, attempt))).catch_unwind();
+        let result = match tokio::time::timeout(step.timeout, run).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(StepError::transient(format!(
+                "compensation of {} panicked",
+                step.name
+            ))),
+            Err(_) => Err(StepError::transient(format!(
+                "timed out after {} ms",
+                step.timeout.as_millis()
+            ))),
+        };
+        let millis = started.elapsed().as_millis() as i64;
+        match result {
+            Ok(()) => {
+                metrics::counter!("saga_compensation_executed", "saga" => saga.name.clone(), "step" => step.name.clone())
+                    .increment(1);
+                let log = (
+                    step.name.as_str(),
+                    "compensation",
+                    "succeeded",
+                    attempt,
+                    None,
+                    millis,
+                );
+                return record(
+                    inner,
+                    &current.id,
+                    SagaStatus::Compensating,
+                    current.step - 1,
+                    None,
+                    reason,
+                    Some(log),
+                )
+                .await;
+            }
+            Err(error) => {
+                let log = (
+                    step.name.as_str(),
+                    "compensation",
+                    "failed",
+                    attempt,
+                    Some(error.reason()),
+                    millis,
+                );
+                // A compensation is never abandoned silently: past its budget the saga waits
+                // for an operator, with the reason.
+                if attempt >= step.compensation_retry.max_attempts {
+                    let parked = format!(
+                        "compensation of {} failed after {attempt} attempts: {}",
+                        step.name,
+                        error.reason()
+                    );
+                    record(
+                        inner,
+                        &current.id,
+                        SagaStatus::NeedsAttention,
+                        current.step,
+                        None,
+                        Some(&parked),
+                        Some(log),
+                    )
+                    .await?;
+                    return Ok(false);
+                }
+                if !record(
+                    inner,
+                    &current.id,
+                    SagaStatus::Compensating,
+                    current.step,
+                    None,
+                    reason,
+                    Some(log),
+                )
+                .await?
+                {
+                    return Ok(false);
+                }
+                tokio::time::sleep(step.compensation_retry.delay(attempt)).await;
+                attempt += 1;
+            }
+        }
+    }
+}
