@@ -8,12 +8,14 @@
 //! the completed ones in reverse; a compensation that keeps failing parks the saga as
 //! `NeedsAttention` with the reason.
 
+mod choreography;
 mod definition;
 mod engine;
 mod error;
 mod schema;
 mod state;
 
+pub use choreography::{Choreography, Ending, SagaLogEntry, TrackedSaga, Tracker};
 pub use definition::{RetryPolicy, Saga, Step, StepContext, StepError};
 pub use engine::SagaEngine;
 pub use error::{Error, Result};

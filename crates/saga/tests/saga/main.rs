@@ -1,4 +1,11 @@
-//! Orchestrated sagas on SQLite and on the running PostgreSQL.
+//! Orchestrated and choreographed sagas on SQLite and on the running PostgreSQL.
+
+mod choreography;
+
+use choreography::{
+    a_transition_the_rules_forbid_is_flagged, redelivered_events_change_nothing,
+    sagas_past_their_deadline_are_flagged_stuck, the_alpes_rules_track_every_ending,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -400,6 +407,10 @@ macro_rules! suite {
             an_unfinished_saga_resumes_from_its_last_recorded_step,
             an_aborted_saga_compensates_after_its_current_step,
             many_sagas_run_at_once_each_in_order,
+            the_alpes_rules_track_every_ending,
+            a_transition_the_rules_forbid_is_flagged,
+            redelivered_events_change_nothing,
+            sagas_past_their_deadline_are_flagged_stuck,
         );
     };
 }
