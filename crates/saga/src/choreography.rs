@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use telar_sql::{Db, Migration, Row, query};
 use telar_types::Envelope;
+use utoipa::ToSchema;
 
 use crate::engine::now_ms;
 use crate::{Error, Result};
@@ -167,7 +168,7 @@ impl Choreography {
 }
 
 /// A tracked saga.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TrackedSaga {
     pub correlation_id: String,
     pub saga_type: String,
@@ -181,12 +182,15 @@ pub struct TrackedSaga {
 }
 
 /// One entry of the saga log (the clinical lab's `GET /saga/logs` shape).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SagaLogEntry {
+    /// Row number, in arrival order.
+    pub id: i64,
     pub saga_id: String,
     pub saga_type: String,
     pub event_id: String,
     pub event_type: String,
+    #[schema(value_type = Object)]
     pub payload: Value,
     /// `RECEIVED`, `PROCESSED` or `FAILED`.
     pub state: String,
@@ -354,20 +358,39 @@ impl Tracker {
         tracked(&row)
     }
 
-    /// The saga log, oldest first: one saga's, or everyone's (newest `limit`).
+    /// The saga log in arrival order, filtered.
     pub async fn log(&self, correlation_id: Option<&str>, limit: u32) -> Result<Vec<SagaLogEntry>> {
+        self.search(&LogFilter {
+            saga_id: correlation_id.map(str::to_owned),
+            limit: Some(limit),
+            ..LogFilter::default()
+        })
+        .await
+    }
+
+    /// The saga log by any of: saga, state, event type, stuck sagas only; at most `limit`
+    /// (default 100, max 1 000).
+    pub async fn search(&self, filter: &LogFilter) -> Result<Vec<SagaLogEntry>> {
         let rows = query(
-            "SELECT correlation_id, saga_type, event_id, event_type, payload, state, detail, received_at, processed_at
-             FROM choreo_log WHERE ($1 IS NULL OR correlation_id = $1) ORDER BY id LIMIT $2",
+            "SELECT l.id, l.correlation_id, l.saga_type, l.event_id, l.event_type, l.payload, l.state, l.detail,
+                    l.received_at, l.processed_at
+             FROM choreo_log l LEFT JOIN choreo_sagas s ON s.correlation_id = l.correlation_id
+             WHERE ($1 IS NULL OR l.correlation_id = $1) AND ($2 IS NULL OR l.state = $2)
+               AND ($3 IS NULL OR l.event_type = $3) AND ($4 = 0 OR s.stuck = 1)
+             ORDER BY l.id LIMIT $5",
         )
-        .bind(correlation_id.map(str::to_owned))
-        .bind(i64::from(limit))
+        .bind(filter.saga_id.clone())
+        .bind(filter.status.clone())
+        .bind(filter.event_type.clone())
+        .bind(i64::from(filter.stuck.unwrap_or(false)))
+        .bind(i64::from(filter.limit.unwrap_or(100).min(1_000)))
         .fetch_all(&self.db)
         .await?;
         rows.iter()
             .map(|row| {
                 let payload: String = row.get("payload")?;
                 Ok(SagaLogEntry {
+                    id: row.get("id")?,
                     saga_id: row.get("correlation_id")?,
                     saga_type: row.get("saga_type")?,
                     event_id: row.get("event_id")?,
@@ -381,6 +404,20 @@ impl Tracker {
             })
             .collect()
     }
+}
+
+/// Which saga-log rows to list (`GET /saga/logs` query).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct LogFilter {
+    pub saga_id: Option<String>,
+    /// `RECEIVED`, `PROCESSED` or `FAILED`.
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+    /// Only sagas flagged stuck.
+    pub stuck: Option<bool>,
+    /// Default 100, at most 1 000.
+    pub limit: Option<u32>,
 }
 
 fn tracked(row: &Row) -> Result<TrackedSaga> {

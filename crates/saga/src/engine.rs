@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, Semaphore};
 
+use crate::admin::SagaAdmin;
 use crate::definition::{Saga, Step, StepContext, StepError};
 use crate::state::{SagaRecord, SagaStatus, StepLogEntry};
 use crate::{Error, Result};
@@ -42,7 +43,7 @@ pub(crate) fn now_ms() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
@@ -135,77 +136,56 @@ impl SagaEngine {
         Ok(ids.len())
     }
 
+    /// Operations that need no saga definition (list, show, retry, abort).
+    pub fn admin(&self) -> SagaAdmin {
+        SagaAdmin::new(self.inner.db.clone())
+    }
+
     pub async fn get(&self, id: &str) -> Result<SagaRecord> {
-        load(&self.inner.db, id).await
+        self.admin().get(id).await
     }
 
     /// The step log, oldest first.
     pub async fn log(&self, id: &str) -> Result<Vec<StepLogEntry>> {
-        let rows = query(
-            "SELECT step, phase, outcome, attempt, detail, duration_ms, at FROM saga_steps
-             WHERE saga_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.inner.db)
-        .await?;
-        rows.iter().map(StepLogEntry::from_row).collect()
+        self.admin().log(id).await
     }
 
     /// Sagas, newest first, optionally of one status.
     pub async fn list(&self, status: Option<SagaStatus>, limit: u32) -> Result<Vec<SagaRecord>> {
-        let rows = query(
-            "SELECT id, saga_type, status, step, input, outputs, reason, created_at, updated_at
-             FROM saga_instances WHERE ($1 IS NULL OR status = $1)
-             ORDER BY created_at DESC, id DESC LIMIT $2",
-        )
-        .bind(status.map(|s| s.as_str().to_owned()))
-        .bind(i64::from(limit))
-        .fetch_all(&self.inner.db)
-        .await?;
-        rows.iter().map(SagaRecord::from_row).collect()
+        self.admin().list(status, limit).await
     }
 
     /// Resumes the compensation of a parked saga (after fixing what made it fail).
     pub async fn retry(&self, id: &str) -> Result<()> {
-        let moved = query(
-            "UPDATE saga_instances SET status = 'Compensating', reason = NULL, updated_at = $2
-             WHERE id = $1 AND status = 'NeedsAttention'",
-        )
-        .bind(id)
-        .bind(now_rfc3339())
-        .execute(&self.inner.db)
-        .await?;
-        self.expect_moved(id, moved, "only a saga that needs attention can be retried")
-            .await?;
+        self.admin().retry(id).await?;
         spawn(&self.inner, id);
         Ok(())
     }
 
     /// Stops a running saga after its current step and compensates what it did.
     pub async fn abort(&self, id: &str) -> Result<()> {
-        let moved = query(
-            "UPDATE saga_instances SET abort_requested = 1, updated_at = $2 WHERE id = $1 AND status = 'Running'",
-        )
-        .bind(id)
-        .bind(now_rfc3339())
-        .execute(&self.inner.db)
-        .await?;
-        self.expect_moved(id, moved, "only a running saga can be aborted")
-            .await?;
+        self.admin().abort(id).await?;
         spawn(&self.inner, id);
         Ok(())
     }
 
-    async fn expect_moved(&self, id: &str, moved: u64, reason: &str) -> Result<()> {
-        if moved == 1 {
-            return Ok(());
+    /// Picks up, every `every`, sagas changed by another process (`telar saga retry|abort`)
+    /// and sagas whose runner died (expired lease), until `shutdown`.
+    pub async fn run(
+        self,
+        every: Duration,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(error) = self.recover().await {
+                tracing::warn!(%error, "saga recovery scan failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = &mut shutdown => return,
+            }
         }
-        let record = self.get(id).await?;
-        Err(Error::State {
-            id: id.to_owned(),
-            status: record.status.as_str().to_owned(),
-            reason: reason.to_owned(),
-        })
     }
 
     /// Waits until the saga is final (or `timeout`), and returns it.
@@ -254,7 +234,7 @@ fn spawn(inner: &Arc<Inner>, id: &str) {
     });
 }
 
-async fn load(db: &Db, id: &str) -> Result<SagaRecord> {
+pub(crate) async fn load(db: &Db, id: &str) -> Result<SagaRecord> {
     let row = query(
         "SELECT id, saga_type, status, step, input, outputs, reason, created_at, updated_at
          FROM saga_instances WHERE id = $1",

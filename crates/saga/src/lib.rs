@@ -8,15 +8,19 @@
 //! the completed ones in reverse; a compensation that keeps failing parks the saga as
 //! `NeedsAttention` with the reason.
 
+mod admin;
 mod choreography;
 mod definition;
 mod engine;
 mod error;
+mod routes;
 mod schema;
 mod state;
 
-pub use choreography::{Choreography, Ending, SagaLogEntry, TrackedSaga, Tracker};
+pub use admin::SagaAdmin;
+pub use choreography::{Choreography, Ending, LogFilter, SagaLogEntry, TrackedSaga, Tracker};
 pub use definition::{RetryPolicy, Saga, Step, StepContext, StepError};
 pub use engine::SagaEngine;
 pub use error::{Error, Result};
+pub use routes::{saga_log_routes, saga_routes};
 pub use state::{SagaRecord, SagaStatus, StepLogEntry};

@@ -3,10 +3,11 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use telar_sql::Row;
+use utoipa::ToSchema;
 
 use crate::Result;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub enum SagaStatus {
     Running,
     Compensating,
@@ -47,14 +48,16 @@ impl SagaStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SagaRecord {
     pub id: String,
     pub saga_type: String,
     pub status: SagaStatus,
     /// Running: the next step to run; Compensating: the next step to compensate.
     pub step: i64,
+    #[schema(value_type = Object)]
     pub input: Value,
+    #[schema(value_type = Object)]
     pub outputs: Map<String, Value>,
     pub reason: Option<String>,
     pub created_at: String,
@@ -81,7 +84,7 @@ impl SagaRecord {
 }
 
 /// One line of a saga's step log.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StepLogEntry {
     pub step: String,
     /// `action` or `compensation`.

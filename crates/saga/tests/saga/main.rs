@@ -1,6 +1,7 @@
 //! Orchestrated and choreographed sagas on SQLite and on the running PostgreSQL.
 
 mod choreography;
+mod routes;
 
 use choreography::{
     a_transition_the_rules_forbid_is_flagged, redelivered_events_change_nothing,
