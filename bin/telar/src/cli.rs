@@ -27,6 +27,47 @@ pub enum Command {
     /// Inspect, replay and purge the bus's dead letters.
     #[command(subcommand)]
     Dlq(DlqCommand),
+    /// Inspect a service's orchestrated sagas; retry a parked one, abort a running one.
+    #[command(subcommand)]
+    Saga(SagaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SagaCommand {
+    /// Sagas, newest first.
+    List(SagaListArgs),
+    /// One saga with its full step log.
+    Show(SagaIdArgs),
+    /// Resume the compensation of a saga that needs attention (the service's engine runs it).
+    Retry(SagaIdArgs),
+    /// Stop a running saga after its current step and compensate it.
+    Abort(SagaIdArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SagaListArgs {
+    /// The service whose sagas to read (its database, from `[database]`).
+    #[arg(long)]
+    pub service: String,
+    /// Only this status: Running, Compensating, Completed, Compensated, NeedsAttention.
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SagaIdArgs {
+    /// The service whose sagas to read (its database, from `[database]`).
+    #[arg(long)]
+    pub service: String,
+    pub id: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -2,6 +2,7 @@
 
 mod config;
 mod dlq;
+mod saga;
 mod serve;
 mod up;
 
@@ -43,5 +44,6 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
                 DlqCommand::Purge(args) => dlq::purge::run(&bus, args).await,
             }
         }
+        Command::Saga(command) => saga::run(cli.config.as_deref(), command).await,
     }
 }

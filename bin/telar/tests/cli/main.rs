@@ -31,13 +31,18 @@ fn every_command_has_help() {
         vec!["dlq", "show", "--help"],
         vec!["dlq", "replay", "--help"],
         vec!["dlq", "purge", "--help"],
+        vec!["saga", "--help"],
+        vec!["saga", "list", "--help"],
+        vec!["saga", "show", "--help"],
+        vec!["saga", "retry", "--help"],
+        vec!["saga", "abort", "--help"],
     ] {
         let output = run(telar().args(&args));
         assert!(output.status.success(), "{args:?}");
         assert!(text(&output.stdout).contains("Usage:"), "{args:?}");
     }
     let top = text(&run(telar().arg("--help")).stdout);
-    for command in ["up", "serve", "config", "dlq"] {
+    for command in ["up", "serve", "config", "dlq", "saga"] {
         assert!(top.contains(command), "{top}");
     }
 }
@@ -338,4 +343,101 @@ async fn dlq_lists_shows_replays_and_purges() {
     let empty: serde_json::Value =
         serde_json::from_slice(&dlq(&["list", "--json"]).stdout).expect("json");
     assert_eq!(empty, serde_json::json!([]));
+}
+
+/// A parked saga in the `transfer` service's SQLite database.
+async fn parked_saga(dir: &std::path::Path) -> String {
+    use telar_saga::{RetryPolicy, Saga, SagaEngine, Step, StepContext, StepError};
+    let db = telar_sql::Db::sqlite(
+        &dir.join("transfer.db"),
+        &telar_sql::SqliteConfig::default(),
+    )
+    .await
+    .expect("db");
+    let saga = Saga::new("transfer")
+        .step(
+            Step::new("reserve", |_c: StepContext| async {
+                Ok(serde_json::json!(1))
+            })
+            .compensate(|_c: StepContext| async { Err(StepError::transient("registry down")) })
+            .compensation_retry(RetryPolicy::attempts(1)),
+        )
+        .step(Step::new("confirm", |_c: StepContext| async {
+            Err::<serde_json::Value, _>(StepError::permanent("refused"))
+        }));
+    let engine = SagaEngine::open(db.clone(), "cli-test", [saga])
+        .await
+        .expect("engine");
+    let id = engine
+        .start("transfer", serde_json::json!({}))
+        .await
+        .expect("start");
+    engine
+        .wait(&id, Duration::from_secs(15))
+        .await
+        .expect("parked");
+    db.close().await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn saga_lists_shows_retries_and_refuses_wrong_states() {
+    let dir = tempfile::tempdir().expect("dir");
+    let id = parked_saga(dir.path()).await;
+    let env = (
+        "TELAR_DATABASE__SQLITE__DIR",
+        dir.path().display().to_string(),
+    );
+    let saga = |args: &[&str]| run(telar().arg("saga").args(args).env(env.0, &env.1));
+
+    let listed = saga(&["list", "--service", "transfer", "--json"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let sagas: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(sagas[0]["id"], serde_json::json!(id));
+    assert_eq!(sagas[0]["status"], "NeedsAttention");
+    let table = saga(&[
+        "list",
+        "--service",
+        "transfer",
+        "--status",
+        "NeedsAttention",
+    ]);
+    assert!(
+        text(&table.stdout).contains("registry down"),
+        "{}",
+        text(&table.stdout)
+    );
+    let shown: serde_json::Value =
+        serde_json::from_slice(&saga(&["show", "--service", "transfer", &id, "--json"]).stdout)
+            .expect("json");
+    assert!(
+        shown["log"].as_array().is_some_and(|l| l.len() >= 3),
+        "{shown}"
+    );
+    assert_eq!(
+        saga(&["show", "--service", "transfer", "nope"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        saga(&["list", "--service", "transfer", "--status", "Sleeping"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        saga(&["abort", "--service", "transfer", &id]).status.code(),
+        Some(2),
+        "a parked saga cannot be aborted"
+    );
+    let retried = saga(&["retry", "--service", "transfer", &id, "--json"]);
+    assert!(retried.status.success(), "{}", text(&retried.stderr));
+    let after: serde_json::Value =
+        serde_json::from_slice(&saga(&["list", "--service", "transfer", "--json"]).stdout)
+            .expect("json");
+    assert_eq!(
+        after[0]["status"], "Compensating",
+        "waits for the service's engine"
+    );
 }
