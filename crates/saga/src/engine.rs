@@ -102,19 +102,22 @@ impl SagaEngine {
         }
         let now = now_rfc3339();
         let inserted = query(
-            "INSERT INTO saga_instances (id, saga_type, status, input, outputs, step, created_at, updated_at)
-             VALUES ($1, $2, 'Running', $3, '{}', 0, $4, $4) ON CONFLICT (id) DO NOTHING",
+            // Created already leased to this runner: the first step runs without another write.
+            "INSERT INTO saga_instances (id, saga_type, status, input, outputs, step, runner, lease_until, created_at, updated_at)
+             VALUES ($1, $2, 'Running', $3, '{}', 0, $4, $5, $6, $6) ON CONFLICT (id) DO NOTHING",
         )
         .bind(id)
         .bind(saga_type)
         .bind(input.to_string())
+        .bind(&self.inner.runner)
+        .bind(now_ms() + self.inner.lease_ms)
         .bind(now)
         .execute(&self.inner.db)
         .await?;
         if inserted == 1 {
             metrics::counter!("saga_started", "saga" => saga_type.to_owned()).increment(1);
         }
-        spawn(&self.inner, id);
+        spawn(&self.inner, id, inserted == 1);
         Ok(id.to_owned())
     }
 
@@ -131,7 +134,7 @@ impl SagaEngine {
         .await?;
         let ids: Vec<String> = rows.iter().filter_map(|r| r.get("id").ok()).collect();
         for id in &ids {
-            spawn(&self.inner, id);
+            spawn(&self.inner, id, false);
         }
         Ok(ids.len())
     }
@@ -158,14 +161,14 @@ impl SagaEngine {
     /// Resumes the compensation of a parked saga (after fixing what made it fail).
     pub async fn retry(&self, id: &str) -> Result<()> {
         self.admin().retry(id).await?;
-        spawn(&self.inner, id);
+        spawn(&self.inner, id, false);
         Ok(())
     }
 
     /// Stops a running saga after its current step and compensates what it did.
     pub async fn abort(&self, id: &str) -> Result<()> {
         self.admin().abort(id).await?;
-        spawn(&self.inner, id);
+        spawn(&self.inner, id, false);
         Ok(())
     }
 
@@ -210,7 +213,9 @@ impl SagaEngine {
     }
 }
 
-fn spawn(inner: &Arc<Inner>, id: &str) {
+/// Drives the saga in a task of its own, unless this process already does. `fresh`: just
+/// created, leased to this runner.
+fn spawn(inner: &Arc<Inner>, id: &str, fresh: bool) {
     let fresh = inner
         .active
         .lock()
@@ -222,7 +227,7 @@ fn spawn(inner: &Arc<Inner>, id: &str) {
     let (inner, id) = (inner.clone(), id.to_owned());
     tokio::spawn(async move {
         let permit = inner.permits.clone().acquire_owned().await;
-        if let Err(error) = drive(&inner, &id).await {
+        if let Err(error) = drive(&inner, &id, fresh).await {
             // Left as it is: `recover` (or the next start) picks it up again.
             tracing::warn!(saga = %id, %error, "saga stopped on an error");
         }
@@ -347,8 +352,8 @@ async fn failures(inner: &Inner, id: &str, step: &str, phase: &str) -> Result<u3
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-async fn drive(inner: &Inner, id: &str) -> Result<()> {
-    if !claim(inner, id).await? {
+async fn drive(inner: &Inner, id: &str, fresh: bool) -> Result<()> {
+    if !fresh && !claim(inner, id).await? {
         return Ok(());
     }
     loop {
@@ -465,16 +470,23 @@ async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<boo
                     None,
                     millis,
                 );
-                return record(
+                // The last step's outcome completes the saga in the same write.
+                let status = if index + 1 == saga.steps.len() {
+                    SagaStatus::Completed
+                } else {
+                    SagaStatus::Running
+                };
+                let recorded = record(
                     inner,
                     &current.id,
-                    SagaStatus::Running,
+                    status,
                     current.step + 1,
                     Some(&outputs),
                     None,
                     Some(log),
                 )
-                .await;
+                .await?;
+                return Ok(recorded && status == SagaStatus::Running);
             }
             Err(error) => {
                 let give_up =
