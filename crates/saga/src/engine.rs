@@ -216,12 +216,12 @@ impl SagaEngine {
 /// Drives the saga in a task of its own, unless this process already does. `fresh`: just
 /// created, leased to this runner.
 fn spawn(inner: &Arc<Inner>, id: &str, fresh: bool) {
-    let fresh = inner
+    let newly_active = inner
         .active
         .lock()
         .map(|mut active| active.insert(id.to_owned()))
         .unwrap_or(false);
-    if !fresh {
+    if !newly_active {
         return;
     }
     let (inner, id) = (inner.clone(), id.to_owned());
