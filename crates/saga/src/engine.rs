@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use serde_json::{Map, Value};
-use telar_sql::{Db, query};
+use telar_sql::{Db, Dialect, query};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, Semaphore};
@@ -282,31 +282,87 @@ async fn record(
     reason: Option<&str>,
     log: Option<LogLine<'_>>,
 ) -> Result<bool> {
-    let mut tx = inner.db.begin().await?;
+    Ok(record_with(inner, id, status, step, outputs, reason, log)
+        .await?
+        .is_some())
+}
+
+/// [`record`], answering whether an operator asked to abort the saga meanwhile (`None`: the
+/// lease was lost).
+#[allow(clippy::too_many_arguments)]
+async fn record_with(
+    inner: &Inner,
+    id: &str,
+    status: SagaStatus,
+    step: i64,
+    outputs: Option<&Map<String, Value>>,
+    reason: Option<&str>,
+    log: Option<LogLine<'_>>,
+) -> Result<Option<bool>> {
     let now = now_ms();
-    let updated = query(
+    let outputs = outputs.map(|o| Value::Object(o.clone()).to_string());
+    let flag = |row: Option<telar_sql::Row>| -> Result<Option<bool>> {
+        Ok(match row {
+            Some(row) => Some(row.get::<i64>("abort_requested")? != 0),
+            None => None,
+        })
+    };
+    if inner.db.dialect() == Dialect::Postgres
+        && let Some((name, phase, outcome, attempt, detail, duration_ms)) = log
+    {
+        // One statement, one round trip: the state change and its log line, atomically.
+        let row = query(
+            "WITH moved AS (
+                 UPDATE saga_instances SET status = $3, step = $4,
+                     outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8
+                 WHERE id = $1 AND runner = $2 RETURNING id, abort_requested),
+             logged AS (
+                 INSERT INTO saga_steps (saga_id, step, phase, outcome, attempt, detail, duration_ms, at)
+                 SELECT id, $9, $10, $11, $12, $13, $14, $8 FROM moved)
+             SELECT abort_requested FROM moved",
+        )
+        .bind(id)
+        .bind(&inner.runner)
+        .bind(status.as_str())
+        .bind(step)
+        .bind(outputs)
+        .bind(reason.map(str::to_owned))
+        .bind(now + inner.lease_ms)
+        .bind(now_rfc3339())
+        .bind(name)
+        .bind(phase)
+        .bind(outcome)
+        .bind(i64::from(attempt))
+        .bind(detail.map(str::to_owned))
+        .bind(duration_ms)
+        .fetch_optional(&inner.db)
+        .await?;
+        return flag(row);
+    }
+    let mut tx = inner.db.begin().await?;
+    let row = query(
         "UPDATE saga_instances SET status = $3, step = $4,
              outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8
-         WHERE id = $1 AND runner = $2",
+         WHERE id = $1 AND runner = $2 RETURNING abort_requested",
     )
     .bind(id)
     .bind(&inner.runner)
     .bind(status.as_str())
     .bind(step)
-    .bind(outputs.map(|o| Value::Object(o.clone()).to_string()))
+    .bind(outputs)
     .bind(reason.map(str::to_owned))
     .bind(now + inner.lease_ms)
     .bind(now_rfc3339())
-    .execute(&mut tx)
+    .fetch_optional(&mut tx)
     .await?;
-    if updated != 1 {
-        return Ok(false);
-    }
+    let Some(abort) = flag(row)? else {
+        return Ok(None);
+    };
     if let Some(entry) = log {
         write_log(&mut tx, id, entry).await?;
     }
     tx.commit().await?;
-    Ok(true)
+    Ok(Some(abort))
 }
 
 async fn write_log(
@@ -356,8 +412,14 @@ async fn drive(inner: &Inner, id: &str, fresh: bool) -> Result<()> {
     if !fresh && !claim(inner, id).await? {
         return Ok(());
     }
+    // Only the first step this run executes may have failed attempts logged by an earlier run.
+    let mut resumed = true;
+    let mut known: Option<(SagaRecord, bool)> = None;
     loop {
-        let saga_record = load(&inner.db, id).await?;
+        let (saga_record, abort) = match known.take() {
+            Some(state) => state,
+            None => load_running(&inner.db, id).await?,
+        };
         let Some(saga) = inner.sagas.get(&saga_record.saga_type) else {
             let reason = format!("no definition for saga type `{}`", saga_record.saga_type);
             record(
@@ -374,13 +436,30 @@ async fn drive(inner: &Inner, id: &str, fresh: bool) -> Result<()> {
         };
         let kind = saga.name.clone();
         let going_on = match saga_record.status {
-            SagaStatus::Running => forward(inner, saga, &saga_record).await?,
-            SagaStatus::Compensating => backward(inner, saga, &saga_record).await?,
+            SagaStatus::Running if abort => {
+                let reason = "aborted by an operator";
+                record(
+                    inner,
+                    id,
+                    SagaStatus::Compensating,
+                    saga_record.step - 1,
+                    None,
+                    Some(reason),
+                    None,
+                )
+                .await?
+            }
+            SagaStatus::Running => forward(inner, saga, &saga_record, resumed, &mut known).await?,
+            SagaStatus::Compensating => backward(inner, saga, &saga_record, resumed).await?,
             _ => false,
         };
+        resumed = false;
         if !going_on {
-            let final_record = load(&inner.db, id).await?;
-            let outcome = match final_record.status {
+            let final_status = match known.take() {
+                Some((record, _)) => record.status,
+                None => load(&inner.db, id).await?.status,
+            };
+            let outcome = match final_status {
                 SagaStatus::Completed => Some("saga_completed"),
                 SagaStatus::Compensated => Some("saga_compensated"),
                 SagaStatus::NeedsAttention => Some("saga_parked"),
@@ -405,31 +484,32 @@ fn context(saga: &SagaRecord, step: &Step, attempt: u32) -> StepContext {
     }
 }
 
-async fn is_abort_requested(inner: &Inner, id: &str) -> Result<bool> {
-    let flag: i64 = query("SELECT abort_requested FROM saga_instances WHERE id = $1")
-        .bind(id)
-        .fetch_one(&inner.db)
-        .await?
-        .get("abort_requested")?;
-    Ok(flag != 0)
+/// The saga and whether an operator asked to abort it, in one read.
+async fn load_running(db: &Db, id: &str) -> Result<(SagaRecord, bool)> {
+    let row = query(
+        "SELECT id, saga_type, status, step, input, outputs, reason, created_at, updated_at, abort_requested
+         FROM saga_instances WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| Error::NotFound(id.to_owned()))?;
+    Ok((
+        SagaRecord::from_row(&row)?,
+        row.get::<i64>("abort_requested")? != 0,
+    ))
 }
 
 /// Runs the next step. `false`: the saga is final, or this runner lost it.
-async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<bool> {
+async fn forward(
+    inner: &Inner,
+    saga: &Saga,
+    current: &SagaRecord,
+    resumed: bool,
+    next: &mut Option<(SagaRecord, bool)>,
+) -> Result<bool> {
     let index = usize::try_from(current.step).unwrap_or(0);
-    if is_abort_requested(inner, &current.id).await? {
-        let reason = "aborted by an operator";
-        return record(
-            inner,
-            &current.id,
-            SagaStatus::Compensating,
-            current.step - 1,
-            None,
-            Some(reason),
-            None,
-        )
-        .await;
-    }
+
     let Some(step) = saga.steps.get(index) else {
         record(
             inner,
@@ -443,7 +523,11 @@ async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<boo
         .await?;
         return Ok(false);
     };
-    let mut attempt = failures(inner, &current.id, &step.name, "action").await? + 1;
+    let mut attempt = if resumed {
+        failures(inner, &current.id, &step.name, "action").await? + 1
+    } else {
+        1
+    };
     loop {
         let started = Instant::now();
         let run = AssertUnwindSafe((step.action)(context(current, step, attempt))).catch_unwind();
@@ -476,7 +560,7 @@ async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<boo
                 } else {
                     SagaStatus::Running
                 };
-                let recorded = record(
+                let recorded = record_with(
                     inner,
                     &current.id,
                     status,
@@ -486,7 +570,31 @@ async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<boo
                     Some(log),
                 )
                 .await?;
-                return Ok(recorded && status == SagaStatus::Running);
+                let Some(abort) = recorded else {
+                    return Ok(false);
+                };
+                if status != SagaStatus::Running {
+                    // Completed: the caller learns it from here, without reading it back.
+                    *next = Some((
+                        SagaRecord {
+                            status,
+                            ..current.clone()
+                        },
+                        abort,
+                    ));
+                    return Ok(false);
+                }
+                // What was just written is the next state: no read back.
+                *next = Some((
+                    SagaRecord {
+                        status,
+                        step: current.step + 1,
+                        outputs,
+                        ..current.clone()
+                    },
+                    abort,
+                ));
+                return Ok(true);
             }
             Err(error) => {
                 let give_up =
@@ -542,7 +650,7 @@ async fn forward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<boo
 }
 
 /// Compensates the next completed step, newest first. `false`: final, or lost.
-async fn backward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<bool> {
+async fn backward(inner: &Inner, saga: &Saga, current: &SagaRecord, resumed: bool) -> Result<bool> {
     let reason = current.reason.as_deref();
     if current.step < 0 {
         record(
@@ -583,7 +691,11 @@ async fn backward(inner: &Inner, saga: &Saga, current: &SagaRecord) -> Result<bo
         )
         .await;
     };
-    let mut attempt = failures(inner, &current.id, &step.name, "compensation").await? + 1;
+    let mut attempt = if resumed {
+        failures(inner, &current.id, &step.name, "compensation").await? + 1
+    } else {
+        1
+    };
     loop {
         let started = Instant::now();
         let run = AssertUnwindSafe(compensation(context(current, step, attempt))).catch_unwind();
