@@ -111,13 +111,25 @@ impl SagaEngine {
         .bind(input.to_string())
         .bind(&self.inner.runner)
         .bind(now_ms() + self.inner.lease_ms)
-        .bind(now)
+        .bind(&now)
         .execute(&self.inner.db)
         .await?;
         if inserted == 1 {
             metrics::counter!("saga_started", "saga" => saga_type.to_owned()).increment(1);
         }
-        spawn(&self.inner, id, inserted == 1);
+        // A saga created here starts from what was written: no claim, no read back.
+        let fresh = (inserted == 1).then(|| SagaRecord {
+            id: id.to_owned(),
+            saga_type: saga_type.to_owned(),
+            status: SagaStatus::Running,
+            step: 0,
+            input: input.clone(),
+            outputs: Map::new(),
+            reason: None,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        });
+        spawn(&self.inner, id, fresh);
         Ok(id.to_owned())
     }
 
@@ -134,7 +146,7 @@ impl SagaEngine {
         .await?;
         let ids: Vec<String> = rows.iter().filter_map(|r| r.get("id").ok()).collect();
         for id in &ids {
-            spawn(&self.inner, id, false);
+            spawn(&self.inner, id, None);
         }
         Ok(ids.len())
     }
@@ -161,14 +173,14 @@ impl SagaEngine {
     /// Resumes the compensation of a parked saga (after fixing what made it fail).
     pub async fn retry(&self, id: &str) -> Result<()> {
         self.admin().retry(id).await?;
-        spawn(&self.inner, id, false);
+        spawn(&self.inner, id, None);
         Ok(())
     }
 
     /// Stops a running saga after its current step and compensates what it did.
     pub async fn abort(&self, id: &str) -> Result<()> {
         self.admin().abort(id).await?;
-        spawn(&self.inner, id, false);
+        spawn(&self.inner, id, None);
         Ok(())
     }
 
@@ -215,7 +227,7 @@ impl SagaEngine {
 
 /// Drives the saga in a task of its own, unless this process already does. `fresh`: just
 /// created, leased to this runner.
-fn spawn(inner: &Arc<Inner>, id: &str, fresh: bool) {
+fn spawn(inner: &Arc<Inner>, id: &str, fresh: Option<SagaRecord>) {
     let newly_active = inner
         .active
         .lock()
@@ -408,13 +420,13 @@ async fn failures(inner: &Inner, id: &str, step: &str, phase: &str) -> Result<u3
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-async fn drive(inner: &Inner, id: &str, fresh: bool) -> Result<()> {
-    if !fresh && !claim(inner, id).await? {
+async fn drive(inner: &Inner, id: &str, fresh: Option<SagaRecord>) -> Result<()> {
+    if fresh.is_none() && !claim(inner, id).await? {
         return Ok(());
     }
     // Only the first step this run executes may have failed attempts logged by an earlier run.
     let mut resumed = true;
-    let mut known: Option<(SagaRecord, bool)> = None;
+    let mut known: Option<(SagaRecord, bool)> = fresh.map(|record| (record, false));
     loop {
         let (saga_record, abort) = match known.take() {
             Some(state) => state,
