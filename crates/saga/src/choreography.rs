@@ -181,22 +181,27 @@ pub struct TrackedSaga {
     pub updated_at: String,
 }
 
-/// One entry of the saga log (the clinical lab's `GET /saga/logs` shape).
+/// One row of the saga log, in the clinical lab's `GET /saga/logs` shape (`id, topic,
+/// event_type, status, data, created_at`, plus `saga_id`, `event_id`, `error`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SagaLogEntry {
     /// Row number, in arrival order.
     pub id: i64,
+    /// The bus topic: the event type without its last part (`clinic.user.created` → `clinic.user`).
+    pub topic: String,
+    pub event_type: String,
+    /// `RECEIVED`, `PROCESSED` or `FAILED`.
+    pub status: String,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    /// When it arrived (RFC 3339).
+    pub created_at: String,
+    pub processed_at: Option<String>,
     pub saga_id: String,
     pub saga_type: String,
     pub event_id: String,
-    pub event_type: String,
-    #[schema(value_type = Object)]
-    pub payload: Value,
-    /// `RECEIVED`, `PROCESSED` or `FAILED`.
-    pub state: String,
-    pub detail: Option<String>,
-    pub received_at: String,
-    pub processed_at: Option<String>,
+    /// Why it FAILED (a forbidden transition, …).
+    pub error: Option<String>,
 }
 
 /// Follows choreographed sagas by correlation id.
@@ -389,17 +394,21 @@ impl Tracker {
         rows.iter()
             .map(|row| {
                 let payload: String = row.get("payload")?;
+                let event_type: String = row.get("event_type")?;
                 Ok(SagaLogEntry {
                     id: row.get("id")?,
+                    topic: event_type
+                        .rsplit_once('.')
+                        .map_or(event_type.clone(), |(topic, _)| topic.to_owned()),
+                    event_type,
+                    status: row.get("state")?,
+                    data: serde_json::from_str(&payload).unwrap_or(Value::Null),
+                    created_at: row.get("received_at")?,
+                    processed_at: row.get("processed_at")?,
                     saga_id: row.get("correlation_id")?,
                     saga_type: row.get("saga_type")?,
                     event_id: row.get("event_id")?,
-                    event_type: row.get("event_type")?,
-                    payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
-                    state: row.get("state")?,
-                    detail: row.get("detail")?,
-                    received_at: row.get("received_at")?,
-                    processed_at: row.get("processed_at")?,
+                    error: row.get("detail")?,
                 })
             })
             .collect()

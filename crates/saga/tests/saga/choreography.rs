@@ -82,11 +82,11 @@ pub async fn the_alpes_rules_track_every_ending(db: Db) {
     let log = tracker.log(Some("s-ok"), 100).await.expect("log");
     assert_eq!(
         log.iter()
-            .map(|e| (e.event_type.as_str(), e.state.as_str()))
+            .map(|e| (e.event_type.as_str(), e.status.as_str()))
             .collect::<Vec<_>>(),
         ok.iter().map(|t| (*t, "PROCESSED")).collect::<Vec<_>>()
     );
-    assert_eq!(log[0].payload["partner_id"], "dd4e7783", "payload kept");
+    assert_eq!(log[0].data["partner_id"], "dd4e7783", "payload kept");
     assert!(log.iter().all(|e| e.processed_at.is_some()));
 }
 
@@ -97,9 +97,9 @@ pub async fn a_transition_the_rules_forbid_is_flagged(db: Db) {
     let saga = tracker.saga("s-bad").await.expect("saga");
     assert_eq!(saga.violations, 1);
     let log = tracker.log(Some("s-bad"), 10).await.expect("log");
-    assert_eq!(log[1].state, "FAILED");
+    assert_eq!(log[1].status, "FAILED");
     assert_eq!(
-        log[1].detail.as_deref(),
+        log[1].error.as_deref(),
         Some("transition CreatePartner → ContratoAprobado is not allowed")
     );
     // A saga that does not start with a start type is flagged too.

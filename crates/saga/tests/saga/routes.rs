@@ -148,7 +148,9 @@ async fn sagas_are_listed_shown_retried_and_aborted_over_http() {
         .await
         .expect("json");
     assert_eq!(logs[0]["event_type"], "clinic.user.created");
-    assert_eq!(logs[0]["payload"]["user_id"], 1);
+    assert_eq!(logs[0]["data"]["user_id"], 1);
+    assert_eq!(logs[0]["topic"], "clinic.user");
+    assert_eq!(logs[0]["status"], "PROCESSED");
     let bad = client
         .get(server.url("/saga/logs?colour=red"))
         .send()
