@@ -94,11 +94,20 @@ type Action =
 type Compensation =
     Arc<dyn Fn(StepContext) -> BoxFuture<'static, Result<(), StepError>> + Send + Sync>;
 
+/// What a wait step waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Wait {
+    /// The signal's name (`None`: a durable timer that fires at the deadline).
+    pub signal: Option<String>,
+    pub within: Duration,
+}
+
 /// One step of a saga.
 #[derive(Clone)]
 pub struct Step {
     pub(crate) name: String,
     pub(crate) action: Action,
+    pub(crate) wait: Option<Wait>,
     pub(crate) compensation: Option<Compensation>,
     pub(crate) retry: RetryPolicy,
     pub(crate) compensation_retry: RetryPolicy,
@@ -115,6 +124,7 @@ impl Step {
         Step {
             name: name.into(),
             action: Arc::new(move |context| Box::pin(action(context))),
+            wait: None,
             compensation: None,
             retry: RetryPolicy::default(),
             compensation_retry: RetryPolicy {
@@ -123,6 +133,28 @@ impl Step {
             },
             timeout: Duration::from_secs(30),
         }
+    }
+
+    /// A step that waits for `signal` (delivered with [`crate::SagaEngine::signal`], correlated
+    /// by saga id) for at most `within`; its payload becomes the step's output. No signal in
+    /// time fails the step (the saga compensates). The deadline is stored: it survives restarts.
+    pub fn wait_for(name: impl Into<String>, signal: impl Into<String>, within: Duration) -> Self {
+        let mut step = Step::new(name, |_c: StepContext| async { Ok(Value::Null) });
+        step.wait = Some(Wait {
+            signal: Some(signal.into()),
+            within,
+        });
+        step
+    }
+
+    /// A durable timer: the step completes `after` this long (also across restarts).
+    pub fn sleep(name: impl Into<String>, after: Duration) -> Self {
+        let mut step = Step::new(name, |_c: StepContext| async { Ok(Value::Null) });
+        step.wait = Some(Wait {
+            signal: None,
+            within: after,
+        });
+        step
     }
 
     /// Undoes the action when a later step fails.

@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::{Notify, Semaphore};
 
 use crate::admin::SagaAdmin;
-use crate::definition::{Saga, Step, StepContext, StepError};
+use crate::definition::{Saga, Step, StepContext, StepError, Wait};
 use crate::state::{SagaRecord, SagaStatus, StepLogEntry};
 use crate::{Error, Result};
 
@@ -35,7 +35,9 @@ struct Inner {
     runner: String,
     lease_ms: i64,
     permits: Arc<Semaphore>,
-    active: Mutex<HashSet<String>>,
+    /// Sagas this process drives, and whether another drive was asked for meanwhile (a signal
+    /// that arrived while the saga was stopping).
+    active: Mutex<HashMap<String, bool>>,
     settled: Notify,
 }
 
@@ -82,7 +84,7 @@ impl SagaEngine {
                 runner: runner.to_owned(),
                 lease_ms: i64::try_from(lease.as_millis()).unwrap_or(i64::MAX),
                 permits: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-                active: Mutex::new(HashSet::new()),
+                active: Mutex::new(HashMap::new()),
                 settled: Notify::new(),
             }),
         })
@@ -138,7 +140,8 @@ impl SagaEngine {
     pub async fn recover(&self) -> Result<usize> {
         let rows = query(
             "SELECT id FROM saga_instances WHERE status IN ('Running', 'Compensating')
-               AND (runner IS NULL OR runner = $1 OR lease_until < $2)",
+               AND (runner IS NULL OR runner = $1 OR lease_until < $2)
+               AND (wake_at IS NULL OR wake_at <= $2)",
         )
         .bind(&self.inner.runner)
         .bind(now_ms())
@@ -180,6 +183,23 @@ impl SagaEngine {
     /// Stops a running saga after its current step and compensates what it did.
     pub async fn abort(&self, id: &str) -> Result<()> {
         self.admin().abort(id).await?;
+        spawn(&self.inner, id, None);
+        Ok(())
+    }
+
+    /// Delivers `signal` to the saga (once per name; a second delivery changes nothing). A wait
+    /// step for it completes with `payload` as its output.
+    pub async fn signal(&self, id: &str, signal: &str, payload: Value) -> Result<()> {
+        query(
+            "INSERT INTO saga_signals (saga_id, name, payload, received_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (saga_id, name) DO NOTHING",
+        )
+        .bind(id)
+        .bind(signal)
+        .bind(payload.to_string())
+        .bind(now_rfc3339())
+        .execute(&self.inner.db)
+        .await?;
         spawn(&self.inner, id, None);
         Ok(())
     }
@@ -228,25 +248,48 @@ impl SagaEngine {
 /// Drives the saga in a task of its own, unless this process already does. `fresh`: just
 /// created, leased to this runner.
 fn spawn(inner: &Arc<Inner>, id: &str, fresh: Option<SagaRecord>) {
-    let newly_active = inner
-        .active
-        .lock()
-        .map(|mut active| active.insert(id.to_owned()))
-        .unwrap_or(false);
+    let newly_active = match inner.active.lock() {
+        Ok(mut active) => match active.get_mut(id) {
+            Some(rerun) => {
+                *rerun = true;
+                false
+            }
+            None => {
+                active.insert(id.to_owned(), false);
+                true
+            }
+        },
+        Err(_) => false,
+    };
     if !newly_active {
         return;
     }
     let (inner, id) = (inner.clone(), id.to_owned());
     tokio::spawn(async move {
         let permit = inner.permits.clone().acquire_owned().await;
-        if let Err(error) = drive(&inner, &id, fresh).await {
-            // Left as it is: `recover` (or the next start) picks it up again.
-            tracing::warn!(saga = %id, %error, "saga stopped on an error");
+        let mut fresh = fresh;
+        loop {
+            if let Err(error) = drive(&inner, &id, fresh.take()).await {
+                // Left as it is: `recover` (or the next start) picks it up again.
+                tracing::warn!(saga = %id, %error, "saga stopped on an error");
+            }
+            let again = match inner.active.lock() {
+                Ok(mut active) => {
+                    let again = active.get(&id).copied().unwrap_or(false);
+                    if again {
+                        active.insert(id.clone(), false);
+                    } else {
+                        active.remove(&id);
+                    }
+                    again
+                }
+                Err(_) => false,
+            };
+            if !again {
+                break;
+            }
         }
         drop(permit);
-        if let Ok(mut active) = inner.active.lock() {
-            active.remove(&id);
-        }
         inner.settled.notify_waiters();
     });
 }
@@ -326,7 +369,7 @@ async fn record_with(
         let row = query(
             "WITH moved AS (
                  UPDATE saga_instances SET status = $3, step = $4,
-                     outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8
+                     outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8, wake_at = NULL
                  WHERE id = $1 AND runner = $2 RETURNING id, abort_requested),
              logged AS (
                  INSERT INTO saga_steps (saga_id, step, phase, outcome, attempt, detail, duration_ms, at)
@@ -354,7 +397,7 @@ async fn record_with(
     let mut tx = inner.db.begin().await?;
     let row = query(
         "UPDATE saga_instances SET status = $3, step = $4,
-             outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8
+             outputs = COALESCE($5, outputs), reason = $6, lease_until = $7, updated_at = $8, wake_at = NULL
          WHERE id = $1 AND runner = $2 RETURNING abort_requested",
     )
     .bind(id)
@@ -535,6 +578,9 @@ async fn forward(
         .await?;
         return Ok(false);
     };
+    if let Some(wait) = &step.wait {
+        return wait_step(inner, saga, current, index, wait, next).await;
+    }
     let mut attempt = if resumed {
         failures(inner, &current.id, &step.name, "action").await? + 1
     } else {
@@ -556,57 +602,8 @@ async fn forward(
             .record(started.elapsed().as_secs_f64());
         match result {
             Ok(output) => {
-                let mut outputs = current.outputs.clone();
-                outputs.insert(step.name.clone(), output);
-                let log = (
-                    step.name.as_str(),
-                    "action",
-                    "succeeded",
-                    attempt,
-                    None,
-                    millis,
-                );
-                // The last step's outcome completes the saga in the same write.
-                let status = if index + 1 == saga.steps.len() {
-                    SagaStatus::Completed
-                } else {
-                    SagaStatus::Running
-                };
-                let recorded = record_with(
-                    inner,
-                    &current.id,
-                    status,
-                    current.step + 1,
-                    Some(&outputs),
-                    None,
-                    Some(log),
-                )
-                .await?;
-                let Some(abort) = recorded else {
-                    return Ok(false);
-                };
-                if status != SagaStatus::Running {
-                    // Completed: the caller learns it from here, without reading it back.
-                    *next = Some((
-                        SagaRecord {
-                            status,
-                            ..current.clone()
-                        },
-                        abort,
-                    ));
-                    return Ok(false);
-                }
-                // What was just written is the next state: no read back.
-                *next = Some((
-                    SagaRecord {
-                        status,
-                        step: current.step + 1,
-                        outputs,
-                        ..current.clone()
-                    },
-                    abort,
-                ));
-                return Ok(true);
+                return complete_step(inner, saga, current, index, output, attempt, millis, next)
+                    .await;
             }
             Err(error) => {
                 let give_up =
@@ -658,6 +655,146 @@ async fn forward(
                 attempt += 1;
             }
         }
+    }
+}
+
+/// Records a step's success (the last one completes the saga) and hands the caller the state
+/// it wrote. `false`: final, or the lease was lost.
+#[allow(clippy::too_many_arguments)]
+async fn complete_step(
+    inner: &Inner,
+    saga: &Saga,
+    current: &SagaRecord,
+    index: usize,
+    output: Value,
+    attempt: u32,
+    millis: i64,
+    next: &mut Option<(SagaRecord, bool)>,
+) -> Result<bool> {
+    let step = &saga.steps[index];
+    let mut outputs = current.outputs.clone();
+    outputs.insert(step.name.clone(), output);
+    let log = (
+        step.name.as_str(),
+        "action",
+        "succeeded",
+        attempt,
+        None,
+        millis,
+    );
+    // The last step's outcome completes the saga in the same write.
+    let status = if index + 1 == saga.steps.len() {
+        SagaStatus::Completed
+    } else {
+        SagaStatus::Running
+    };
+    let recorded = record_with(
+        inner,
+        &current.id,
+        status,
+        current.step + 1,
+        Some(&outputs),
+        None,
+        Some(log),
+    )
+    .await?;
+    let Some(abort) = recorded else {
+        return Ok(false);
+    };
+    if status != SagaStatus::Running {
+        // Completed: the caller learns it from here, without reading it back.
+        *next = Some((
+            SagaRecord {
+                status,
+                ..current.clone()
+            },
+            abort,
+        ));
+        return Ok(false);
+    }
+    // What was just written is the next state: no read back.
+    *next = Some((
+        SagaRecord {
+            status,
+            step: current.step + 1,
+            outputs,
+            ..current.clone()
+        },
+        abort,
+    ));
+    Ok(true)
+}
+
+/// A wait step: done when its signal has arrived (or, for a timer, its deadline passed);
+/// failed when the deadline passes without the signal; otherwise its deadline is stored and the
+/// saga stops until the signal or the engine's scan wakes it.
+#[allow(clippy::too_many_arguments)]
+async fn wait_step(
+    inner: &Inner,
+    saga: &Saga,
+    current: &SagaRecord,
+    index: usize,
+    wait: &Wait,
+    next: &mut Option<(SagaRecord, bool)>,
+) -> Result<bool> {
+    let step = &saga.steps[index];
+    let row = query(
+        "SELECT wake_at, (SELECT payload FROM saga_signals WHERE saga_id = $1 AND name = $2) AS payload
+         FROM saga_instances WHERE id = $1",
+    )
+    .bind(&current.id)
+    .bind(wait.signal.clone().unwrap_or_default())
+    .fetch_one(&inner.db)
+    .await?;
+    let wake_at: Option<i64> = row.get("wake_at")?;
+    let payload: Option<String> = row.get("payload")?;
+    let now = now_ms();
+    match (&wait.signal, payload, wake_at) {
+        (Some(_), Some(payload), _) => {
+            let output = serde_json::from_str(&payload).unwrap_or(Value::Null);
+            complete_step(inner, saga, current, index, output, 1, 0, next).await
+        }
+        (_, _, None) => {
+            let deadline = now + i64::try_from(wait.within.as_millis()).unwrap_or(i64::MAX / 2);
+            query("UPDATE saga_instances SET wake_at = $3, updated_at = $4 WHERE id = $1 AND runner = $2")
+                .bind(&current.id)
+                .bind(&inner.runner)
+                .bind(deadline)
+                .bind(now_rfc3339())
+                .execute(&inner.db)
+                .await?;
+            // A signal that arrives from now on drives the saga again (see `spawn`).
+            Ok(false)
+        }
+        (None, _, Some(at)) if now >= at => {
+            complete_step(inner, saga, current, index, Value::Null, 1, 0, next).await
+        }
+        (Some(signal), None, Some(at)) if now >= at => {
+            let reason = format!(
+                "step {}: no {signal} within {} ms",
+                step.name,
+                wait.within.as_millis()
+            );
+            let log = (
+                step.name.as_str(),
+                "action",
+                "failed",
+                1,
+                Some(reason.as_str()),
+                0,
+            );
+            record(
+                inner,
+                &current.id,
+                SagaStatus::Compensating,
+                current.step - 1,
+                None,
+                Some(&reason),
+                Some(log),
+            )
+            .await
+        }
+        _ => Ok(false),
     }
 }
 

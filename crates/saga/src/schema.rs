@@ -62,4 +62,14 @@ CREATE TABLE saga_steps (
     at TEXT NOT NULL
 );
 CREATE INDEX saga_steps_by_saga ON saga_steps (saga_id, id);",
-}];
+},
+    // Wait steps: the stored deadline of the current wait, and signals delivered to sagas.
+    Migration {
+        version: 1_000_202,
+        name: "telar saga waits",
+        sqlite: "ALTER TABLE saga_instances ADD COLUMN wake_at INTEGER;
+                 CREATE TABLE saga_signals (saga_id TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (saga_id, name));",
+        postgres: "ALTER TABLE saga_instances ADD COLUMN wake_at BIGINT;
+                   CREATE TABLE saga_signals (saga_id TEXT NOT NULL, name TEXT NOT NULL, payload TEXT NOT NULL, received_at TEXT NOT NULL, PRIMARY KEY (saga_id, name));",
+    },
+];

@@ -2,6 +2,12 @@
 
 mod choreography;
 mod routes;
+mod waits;
+
+use waits::{
+    a_durable_timer_fires_after_a_restart, a_step_waits_for_its_signal,
+    no_signal_before_the_deadline_compensates,
+};
 
 use choreography::{
     a_transition_the_rules_forbid_is_flagged, redelivered_events_change_nothing,
@@ -55,7 +61,7 @@ async fn effect(db: &Db, key: &str, saga: &str, entry: &str) -> Result<(), StepE
         .map_err(|e| StepError::transient(e.to_string()))
 }
 
-async fn ledger(db: &Db, saga: &str) -> Vec<String> {
+pub async fn ledger(db: &Db, saga: &str) -> Vec<String> {
     query("SELECT entry FROM ledger WHERE saga = $1 ORDER BY id")
         .bind(saga)
         .fetch_all(db)
@@ -67,7 +73,7 @@ async fn ledger(db: &Db, saga: &str) -> Vec<String> {
 }
 
 /// A step that records `name` and returns `{name: n}`; its compensation records `undo name`.
-fn recording(db: &Db, name: &'static str) -> Step {
+pub fn recording(db: &Db, name: &'static str) -> Step {
     let (act, undo) = (db.clone(), db.clone());
     Step::new(name, move |c: StepContext| {
         let db = act.clone();
@@ -102,7 +108,7 @@ fn failing(name: &'static str, error: StepError) -> Step {
     .retry(RetryPolicy::attempts(2).backoff(Duration::from_millis(1), Duration::from_millis(5)))
 }
 
-const WAIT: Duration = Duration::from_secs(15);
+pub const WAIT: Duration = Duration::from_secs(15);
 
 async fn a_saga_runs_its_steps_in_order(db: Db) {
     let saga = Saga::new("transfer")
@@ -412,6 +418,9 @@ macro_rules! suite {
             a_transition_the_rules_forbid_is_flagged,
             redelivered_events_change_nothing,
             sagas_past_their_deadline_are_flagged_stuck,
+            a_step_waits_for_its_signal,
+            no_signal_before_the_deadline_compensates,
+            a_durable_timer_fires_after_a_restart,
         );
     };
 }
