@@ -74,7 +74,7 @@ async fn check(path: &std::path::Path, sagas: usize, kills: usize) -> Result<(),
                 problems.push(format!("{id}: {step} compensated without having run"));
             }
             reruns += effects.get(&key).map_or(0, |runs| runs - 1);
-            let expected_end = match (n % 5 == 0, n % 17 == 0) {
+            let expected_end = match (n.is_multiple_of(5), n.is_multiple_of(17)) {
                 (false, _) => SagaStatus::Completed,
                 (true, false) => SagaStatus::Compensated,
                 (true, true) => SagaStatus::NeedsAttention,

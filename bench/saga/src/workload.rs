@@ -48,7 +48,7 @@ fn step(db: &Db, name: &'static str, last: bool) -> Step {
         let db = act.clone();
         async move {
             pause().await;
-            if last && number(&c.saga_id) % 5 == 0 {
+            if last && number(&c.saga_id).is_multiple_of(5) {
                 return Err(StepError::permanent("refused by the other operator"));
             }
             effect(&db, &c.idempotency_key, &c.saga_id).await?;
@@ -59,7 +59,7 @@ fn step(db: &Db, name: &'static str, last: bool) -> Step {
         let db = undo.clone();
         async move {
             pause().await;
-            if number(&c.saga_id) % 17 == 0 && c.step == "reserve" {
+            if number(&c.saga_id).is_multiple_of(17) && c.step == "reserve" {
                 return Err(StepError::transient("registry unreachable"));
             }
             effect(&db, &format!("undo:{}", c.idempotency_key), &c.saga_id).await
