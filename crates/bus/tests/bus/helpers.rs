@@ -51,12 +51,13 @@ pub async fn embedded_with(adjust: impl FnOnce(&mut EmbeddedConfig)) -> TestBus 
     }
 }
 
-/// A NATS JetStream bus on the running server (`TELAR_NATS_URL`, default 127.0.0.1:4222), on
+/// A NATS JetStream bus on the running server (`TELAR_TEST_NATS_URL`, default 127.0.0.1:4222), on
 /// a stream and subject prefix of its own; dead letters in a PostgreSQL schema of its own.
 pub async fn nats() -> TestBus {
     let name = telar_testkit::unique_name("t");
     let config = NatsConfig {
-        url: std::env::var("TELAR_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
+        url: std::env::var("TELAR_TEST_NATS_URL")
+            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
         stream: name.to_uppercase(),
         subject_prefix: name.clone(),
         max_age_secs: 600,
@@ -89,12 +90,12 @@ pub async fn nats() -> TestBus {
     }
 }
 
-/// A RabbitMQ bus on the running server (`TELAR_AMQP_URL`, default guest@127.0.0.1:5672), on
+/// A RabbitMQ bus on the running server (`TELAR_TEST_RABBITMQ_URL`, default guest@127.0.0.1:5672), on
 /// an exchange and queues of its own; dead letters in a PostgreSQL schema of its own.
 pub async fn rabbitmq() -> TestBus {
     let name = telar_testkit::unique_name("t");
     let config = RabbitConfig {
-        url: std::env::var("TELAR_AMQP_URL")
+        url: std::env::var("TELAR_TEST_RABBITMQ_URL")
             .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()),
         exchange: format!("{name}.events"),
         queue_prefix: name,
