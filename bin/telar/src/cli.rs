@@ -30,6 +30,39 @@ pub enum Command {
     /// Inspect a service's orchestrated sagas; retry a parked one, abort a running one.
     #[command(subcommand)]
     Saga(SagaCommand),
+    /// A service's projections (read models of its event store): where each stands; rebuild one.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Every projection and relay of the service with its checkpoint, and the store's head.
+    List(ProjectionsListArgs),
+    /// Empty a projection's read model and apply every event from the start (progress bar).
+    Rebuild(ProjectionsRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectionsListArgs {
+    /// The service whose store to read (its database, from `[database]`).
+    #[arg(long)]
+    pub service: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectionsRebuildArgs {
+    /// The projection (`telar projections list` names them).
+    pub name: String,
+    /// The service whose store to read (its database, from `[database]`).
+    #[arg(long)]
+    pub service: String,
+    /// Print a JSON summary (and no progress bar).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -54,3 +54,28 @@ pub(crate) async fn advance(tx: &mut Tx, name: &str, from: i64, to: i64) -> Resu
         })
     }
 }
+
+/// Where one consumer of `read_all` stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checkpoint {
+    pub name: String,
+    pub position: i64,
+    pub updated_at: String,
+}
+
+/// Every checkpoint kept in `db` (projections, and relays as `relay:NAME`).
+pub async fn checkpoints(db: &Db) -> Result<Vec<Checkpoint>> {
+    db.migrate(MIGRATIONS).await?;
+    let rows = query("SELECT name, position, updated_at FROM es_checkpoints ORDER BY name")
+        .fetch_all(db)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Checkpoint {
+                name: row.get("name")?,
+                position: row.get("position")?,
+                updated_at: row.get("updated_at")?,
+            })
+        })
+        .collect()
+}

@@ -17,14 +17,17 @@ mod schema;
 mod shred;
 mod snapshot;
 mod store;
+mod stream_index;
 pub mod testing;
 mod upcast;
 
 pub use aggregate::{Aggregate, CommandError, Loaded, Repository, decode, encode};
+pub use checkpoint::{Checkpoint, checkpoints};
 pub use error::{Error, Result};
 pub use event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 pub use projection::{OnError, Projection, ProjectionStatus, Projector, Rebuilt};
 pub use relay::{Publish, StoreRelay, envelope};
 pub use shred::{REDACTED, Shredder};
 pub use store::{Appended, EventStore};
+pub use stream_index::StreamIndex;
 pub use upcast::{Upcaster, Upcasters};

@@ -216,6 +216,16 @@ impl EventStore {
         Ok(events)
     }
 
+    /// The position of the last event (0: none).
+    pub async fn head(&self) -> Result<i64> {
+        Ok(
+            query("SELECT COALESCE(MAX(position), 0) AS head FROM es_events")
+                .fetch_one(&self.db)
+                .await?
+                .get("head")?,
+        )
+    }
+
     /// The stream's current version (0: no stream).
     pub async fn version(&self, stream: &str) -> Result<i64> {
         Ok(

@@ -2,6 +2,7 @@
 
 mod config;
 mod dlq;
+mod projections;
 mod saga;
 mod serve;
 mod up;
@@ -45,5 +46,6 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             }
         }
         Command::Saga(command) => saga::run(cli.config.as_deref(), command).await,
+        Command::Projections(command) => projections::run(cli.config.as_deref(), command).await,
     }
 }

@@ -36,13 +36,16 @@ fn every_command_has_help() {
         vec!["saga", "show", "--help"],
         vec!["saga", "retry", "--help"],
         vec!["saga", "abort", "--help"],
+        vec!["projections", "--help"],
+        vec!["projections", "list", "--help"],
+        vec!["projections", "rebuild", "--help"],
     ] {
         let output = run(telar().args(&args));
         assert!(output.status.success(), "{args:?}");
         assert!(text(&output.stdout).contains("Usage:"), "{args:?}");
     }
     let top = text(&run(telar().arg("--help")).stdout);
-    for command in ["up", "serve", "config", "dlq", "saga"] {
+    for command in ["up", "serve", "config", "dlq", "saga", "projections"] {
         assert!(top.contains(command), "{top}");
     }
 }
@@ -439,5 +442,75 @@ async fn saga_lists_shows_retries_and_refuses_wrong_states() {
     assert_eq!(
         after[0]["status"], "Compensating",
         "waits for the service's engine"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn projections_are_listed_and_rebuilt_from_zero() {
+    use telar_store::{EventStore, ExpectedVersion, NewEvent};
+    let dir = tempfile::tempdir().expect("dir");
+    let db = telar_sql::Db::sqlite(
+        &dir.path().join("folders.db"),
+        &telar_sql::SqliteConfig::default(),
+    )
+    .await
+    .expect("db");
+    let store = EventStore::open(db.clone()).await.expect("store");
+    for n in 0..30 {
+        store
+            .append(
+                &format!("folder-{}", n % 3),
+                ExpectedVersion::Any,
+                vec![NewEvent::new("Uploaded", serde_json::json!({"n": n}))],
+            )
+            .await
+            .expect("append");
+    }
+    db.close().await;
+    let env = (
+        "TELAR_DATABASE__SQLITE__DIR",
+        dir.path().display().to_string(),
+    );
+    let projections = |args: &[&str]| run(telar().arg("projections").args(args).env(env.0, &env.1));
+
+    let rebuilt = projections(&["rebuild", "stream-index", "--service", "folders", "--json"]);
+    assert!(rebuilt.status.success(), "{}", text(&rebuilt.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).expect("json");
+    assert_eq!(summary["projection"], "stream-index");
+    assert_eq!(summary["events"], 30);
+    assert_eq!(summary["position"], 30);
+
+    let listed: serde_json::Value =
+        serde_json::from_slice(&projections(&["list", "--service", "folders", "--json"]).stdout)
+            .expect("json");
+    assert_eq!(listed["head"], 30);
+    assert_eq!(listed["checkpoints"][0]["name"], "stream-index");
+    assert_eq!(listed["checkpoints"][0]["position"], 30);
+    let table = projections(&["list", "--service", "folders"]);
+    assert!(
+        text(&table.stdout).contains("stream-index"),
+        "{}",
+        text(&table.stdout)
+    );
+
+    let db = telar_sql::Db::sqlite(
+        &dir.path().join("folders.db"),
+        &telar_sql::SqliteConfig::default(),
+    )
+    .await
+    .expect("db");
+    let rows = telar_sql::query("SELECT stream, version FROM es_stream_index ORDER BY stream")
+        .fetch_all(&db)
+        .await
+        .expect("read model");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0].get::<i64>("version").expect("version"), 10);
+    db.close().await;
+
+    let unknown = projections(&["rebuild", "nope", "--service", "folders"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        text(&unknown.stderr).contains("stream-index"),
+        "names the known ones"
     );
 }
