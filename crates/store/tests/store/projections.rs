@@ -281,5 +281,35 @@ pub async fn the_relay_publishes_in_order_and_survives_an_outage(store: EventSto
     assert!(positions.windows(2).all(|w| w[0] < w[1]));
     stop.notify_one();
     running.await.expect("relay task");
+
+    // A restart: events appended while no relay ran are published by the next one, and the
+    // ones already published are not published again.
+    for n in 5..8 {
+        upload(&store, "folder-r", &format!("d{n}")).await;
+    }
+    let relay_bus = bus.clone();
+    let restarted = StoreRelay::new(
+        store.clone(),
+        "bus",
+        "/test/folders",
+        Box::new(move |batch| {
+            let bus = relay_bus.clone();
+            Box::pin(async move { bus.publish_batch(batch).await.map_err(|e| e.to_string()) })
+        }),
+    )
+    .await
+    .expect("relay after a restart");
+    assert_eq!(
+        restarted.catch_up().await.expect("catch up"),
+        3,
+        "only what was not published"
+    );
+    for n in 5..8 {
+        let next = tokio::time::timeout(Duration::from_secs(15), received.recv())
+            .await
+            .expect("delivered after the restart")
+            .expect("channel");
+        assert_eq!(next.0, json!(format!("d{n}")));
+    }
     sub.stop().await;
 }
