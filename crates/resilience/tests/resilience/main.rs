@@ -1,0 +1,4 @@
+//! Breakers, retries, timeouts, bulkheads — on tokio's paused clock (no real waiting).
+
+mod breaker;
+mod retry;
