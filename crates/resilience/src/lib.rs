@@ -1,16 +1,19 @@
 //! Resilience for outbound calls, written once: circuit breakers (per key), retries with
-//! exponential backoff, full jitter and a retry budget, timeouts, bulkheads and fallbacks.
+//! exponential backoff, full jitter and a retry budget, timeouts, bulkheads and fallbacks; keyed
+//! rate limiters in memory and in Redis.
 //!
 //! Time is tokio's clock, so tests drive it with `tokio::time::pause` instead of sleeping.
 
 mod breaker;
 mod bulkhead;
+mod limit;
 mod retry;
 
 pub use breaker::{
     BreakerConfig, BreakerEvent, BreakerState, Breakers, CircuitBreaker, Open, Permit,
 };
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadPermit};
+pub use limit::{Algorithm, Decision, LimitError, Limiter, MemoryLimiter, RedisLimiter, Rule};
 pub use retry::{
     Retry, RetryBudget, TimedOut, Transient, fallback, status_is_transient, with_timeout,
 };

@@ -1,4 +1,5 @@
 //! Breakers, retries, timeouts, bulkheads — on tokio's paused clock (no real waiting).
 
 mod breaker;
+mod limit;
 mod retry;

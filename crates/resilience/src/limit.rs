@@ -1,0 +1,277 @@
+//! Keyed rate limiters — GCRA (a smooth token bucket) and an exact sliding window — in memory
+//! and in Redis (atomic Lua scripts on the server's clock, so every gateway instance shares one
+//! budget). One trait, one conformance suite.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tokio::time::Instant;
+
+/// How a key is limited: at most `limit` calls per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub limit: u32,
+    pub window: Duration,
+    pub algorithm: Algorithm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Generic cell rate: a burst of `limit`, then one call every `window / limit`.
+    Gcra,
+    /// Exactly `limit` calls in any `window` (a log of the window's calls).
+    SlidingWindow,
+}
+
+impl Rule {
+    pub fn per_minute(limit: u32) -> Self {
+        Rule {
+            limit,
+            window: Duration::from_secs(60),
+            algorithm: Algorithm::SlidingWindow,
+        }
+    }
+
+    pub fn gcra(limit: u32, window: Duration) -> Self {
+        Rule {
+            limit,
+            window,
+            algorithm: Algorithm::Gcra,
+        }
+    }
+
+    pub fn sliding(limit: u32, window: Duration) -> Self {
+        Rule {
+            limit,
+            window,
+            algorithm: Algorithm::SlidingWindow,
+        }
+    }
+}
+
+/// The answer for one call (and what `RateLimit-*` headers say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    /// Calls still allowed right now.
+    pub remaining: u32,
+    /// When a refused call may come back (zero when allowed).
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("rate limit store: {0}")]
+    Store(String),
+}
+
+/// A keyed limiter.
+pub trait Limiter: Send + Sync + 'static {
+    fn check<'a>(&'a self, key: &'a str, rule: Rule)
+    -> BoxFuture<'a, Result<Decision, LimitError>>;
+}
+
+/// In this process (one gateway instance, tests, the embedded mode). Time is tokio's clock.
+#[derive(Clone, Default)]
+pub struct MemoryLimiter {
+    state: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+enum Entry {
+    /// Theoretical arrival time.
+    Gcra(Instant),
+    Window(VecDeque<Instant>),
+}
+
+impl MemoryLimiter {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn decide(&self, key: &str, rule: Rule, now: Instant) -> Decision {
+        let Ok(mut state) = self.state.lock() else {
+            return refused(rule, Duration::from_secs(1));
+        };
+        let limit = rule.limit.max(1);
+        match rule.algorithm {
+            Algorithm::Gcra => {
+                let interval = rule.window / limit;
+                let tolerance = rule.window.saturating_sub(interval);
+                let entry = state.entry(key.to_owned()).or_insert(Entry::Gcra(now));
+                let Entry::Gcra(tat) = entry else {
+                    *entry = Entry::Gcra(now);
+                    return self_retry(rule);
+                };
+                let tat_now = (*tat).max(now);
+                let allow_at = tat_now.checked_sub(tolerance).unwrap_or(now);
+                if now < allow_at {
+                    return refused(rule, allow_at - now);
+                }
+                *tat = tat_now + interval;
+                let used = (*tat - now).as_nanos() / interval.as_nanos().max(1);
+                Decision {
+                    allowed: true,
+                    limit,
+                    remaining: limit.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)),
+                    retry_after: Duration::ZERO,
+                }
+            }
+            Algorithm::SlidingWindow => {
+                let entry = state
+                    .entry(key.to_owned())
+                    .or_insert_with(|| Entry::Window(VecDeque::new()));
+                let Entry::Window(calls) = entry else {
+                    *entry = Entry::Window(VecDeque::new());
+                    return self_retry(rule);
+                };
+                while calls
+                    .front()
+                    .is_some_and(|at| now.duration_since(*at) >= rule.window)
+                {
+                    calls.pop_front();
+                }
+                if calls.len() as u32 >= limit {
+                    let oldest = calls.front().copied().unwrap_or(now);
+                    return refused(rule, rule.window.saturating_sub(now.duration_since(oldest)));
+                }
+                calls.push_back(now);
+                Decision {
+                    allowed: true,
+                    limit,
+                    remaining: limit - calls.len() as u32,
+                    retry_after: Duration::ZERO,
+                }
+            }
+        }
+    }
+}
+
+fn refused(rule: Rule, retry_after: Duration) -> Decision {
+    Decision {
+        allowed: false,
+        limit: rule.limit,
+        remaining: 0,
+        retry_after,
+    }
+}
+
+/// A key switched algorithms: start it over (refusing this one call is the safe side).
+fn self_retry(rule: Rule) -> Decision {
+    refused(rule, Duration::from_millis(1))
+}
+
+impl Limiter for MemoryLimiter {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        rule: Rule,
+    ) -> BoxFuture<'a, Result<Decision, LimitError>> {
+        Box::pin(async move { Ok(self.decide(key, rule, Instant::now())) })
+    }
+}
+
+/// GCRA in one round trip: the TAT lives in a key that expires with it.
+const GCRA: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allow_at = tat - tolerance
+if now < allow_at then
+  return {0, 0, allow_at - now}
+end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000) + 1)
+return {1, math.floor((tolerance + interval - (new_tat - now)) / interval), 0}
+"#;
+
+/// An exact sliding window: a sorted set of the window's calls, scored by server time.
+const SLIDING: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local window = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, 0, tonumber(oldest[2]) + window - now}
+end
+redis.call('ZADD', KEYS[1], now, now .. '-' .. ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
+return {1, limit - count - 1, 0}
+"#;
+
+/// Shared by every instance through Redis. Keys are `<prefix>:<algorithm>:<key>`.
+#[derive(Clone)]
+pub struct RedisLimiter {
+    connection: redis::aio::ConnectionManager,
+    prefix: String,
+    gcra: Arc<redis::Script>,
+    sliding: Arc<redis::Script>,
+}
+
+impl RedisLimiter {
+    /// Connects (with a 2 s connection and response timeout).
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, LimitError> {
+        let client = redis::Client::open(url).map_err(|e| LimitError::Store(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let connection = redis::aio::ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| LimitError::Store(format!("cannot connect to Redis at {url}: {e}")))?;
+        Ok(RedisLimiter {
+            connection,
+            prefix: prefix.to_owned(),
+            gcra: Arc::new(redis::Script::new(GCRA)),
+            sliding: Arc::new(redis::Script::new(SLIDING)),
+        })
+    }
+}
+
+impl Limiter for RedisLimiter {
+    fn check<'a>(
+        &'a self,
+        key: &'a str,
+        rule: Rule,
+    ) -> BoxFuture<'a, Result<Decision, LimitError>> {
+        Box::pin(async move {
+            let limit = rule.limit.max(1);
+            let window_us = u64::try_from(rule.window.as_micros()).unwrap_or(u64::MAX);
+            let mut connection = self.connection.clone();
+            let (allowed, remaining, retry_us): (i64, i64, i64) = match rule.algorithm {
+                Algorithm::Gcra => {
+                    let interval = window_us / u64::from(limit);
+                    self.gcra
+                        .key(format!("{}:gcra:{key}", self.prefix))
+                        .arg(interval)
+                        .arg(window_us.saturating_sub(interval))
+                        .invoke_async(&mut connection)
+                        .await
+                }
+                Algorithm::SlidingWindow => {
+                    self.sliding
+                        .key(format!("{}:window:{key}", self.prefix))
+                        .arg(window_us)
+                        .arg(limit)
+                        .arg(rand::random::<u64>())
+                        .invoke_async(&mut connection)
+                        .await
+                }
+            }
+            .map_err(|e| LimitError::Store(e.to_string()))?;
+            Ok(Decision {
+                allowed: allowed == 1,
+                limit,
+                remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
+                retry_after: Duration::from_micros(u64::try_from(retry_us.max(0)).unwrap_or(0)),
+            })
+        })
+    }
+}
