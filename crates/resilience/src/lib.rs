@@ -7,6 +7,7 @@
 mod breaker;
 mod bulkhead;
 mod limit;
+mod penalty;
 mod retry;
 
 pub use breaker::{
@@ -14,6 +15,10 @@ pub use breaker::{
 };
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadPermit};
 pub use limit::{Algorithm, Decision, LimitError, Limiter, MemoryLimiter, RedisLimiter, Rule};
+pub use penalty::{
+    Allowlist, Guard, KeyStatus, MemoryPenalties, PenaltyPolicy, PenaltyStore, RedisPenalties,
+    Verdict,
+};
 pub use retry::{
     Retry, RetryBudget, TimedOut, Transient, fallback, status_is_transient, with_timeout,
 };

@@ -207,6 +207,19 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1)
 return {1, limit - count - 1, 0}
 "#;
 
+/// A self-reconnecting Redis connection with 2 s connection and response timeouts.
+pub(crate) async fn redis_connection(
+    url: &str,
+) -> Result<redis::aio::ConnectionManager, LimitError> {
+    let client = redis::Client::open(url).map_err(|e| LimitError::Store(e.to_string()))?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(2)));
+    redis::aio::ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| LimitError::Store(format!("cannot connect to Redis at {url}: {e}")))
+}
+
 /// Shared by every instance through Redis. Keys are `<prefix>:<algorithm>:<key>`.
 #[derive(Clone)]
 pub struct RedisLimiter {
@@ -219,13 +232,7 @@ pub struct RedisLimiter {
 impl RedisLimiter {
     /// Connects (with a 2 s connection and response timeout).
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, LimitError> {
-        let client = redis::Client::open(url).map_err(|e| LimitError::Store(e.to_string()))?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(2)));
-        let connection = redis::aio::ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| LimitError::Store(format!("cannot connect to Redis at {url}: {e}")))?;
+        let connection = redis_connection(url).await?;
         Ok(RedisLimiter {
             connection,
             prefix: prefix.to_owned(),

@@ -2,4 +2,5 @@
 
 mod breaker;
 mod limit;
+mod penalty;
 mod retry;
