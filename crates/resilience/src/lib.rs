@@ -6,6 +6,7 @@
 
 mod breaker;
 mod bulkhead;
+mod cache;
 mod limit;
 mod penalty;
 mod retry;
@@ -14,6 +15,7 @@ pub use breaker::{
     BreakerConfig, BreakerEvent, BreakerState, Breakers, CircuitBreaker, Open, Permit,
 };
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadPermit};
+pub use cache::{Cache, CacheStore, MemoryCache, RedisCache};
 pub use limit::{Algorithm, Decision, LimitError, Limiter, MemoryLimiter, RedisLimiter, Rule};
 pub use penalty::{
     Allowlist, Guard, KeyStatus, MemoryPenalties, PenaltyPolicy, PenaltyStore, RedisPenalties,

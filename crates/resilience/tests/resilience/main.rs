@@ -1,6 +1,7 @@
 //! Breakers, retries, timeouts, bulkheads — on tokio's paused clock (no real waiting).
 
 mod breaker;
+mod cache;
 mod limit;
 mod penalty;
 mod retry;
