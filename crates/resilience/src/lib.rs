@@ -8,6 +8,7 @@ mod breaker;
 mod bulkhead;
 mod cache;
 mod limit;
+mod lock;
 mod penalty;
 mod retry;
 
@@ -17,6 +18,9 @@ pub use breaker::{
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadPermit};
 pub use cache::{Cache, CacheStore, MemoryCache, RedisCache};
 pub use limit::{Algorithm, Decision, LimitError, Limiter, MemoryLimiter, RedisLimiter, Rule};
+pub use lock::{
+    Fences, LOCK_MIGRATION, Lease, LockStore, Locks, MemoryLocks, RedisLocks, SqlLocks,
+};
 pub use penalty::{
     Allowlist, Guard, KeyStatus, MemoryPenalties, PenaltyPolicy, PenaltyStore, RedisPenalties,
     Verdict,

@@ -3,5 +3,6 @@
 mod breaker;
 mod cache;
 mod limit;
+mod lock;
 mod penalty;
 mod retry;
