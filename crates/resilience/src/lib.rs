@@ -7,6 +7,7 @@
 mod breaker;
 mod bulkhead;
 mod cache;
+mod idempotency;
 mod limit;
 mod lock;
 mod penalty;
@@ -17,6 +18,10 @@ pub use breaker::{
 };
 pub use bulkhead::{Bulkhead, BulkheadFull, BulkheadPermit};
 pub use cache::{Cache, CacheStore, MemoryCache, RedisCache};
+pub use idempotency::{
+    Begin, IDEMPOTENCY_MIGRATION, Idempotency, IdempotencyStore, RedisIdempotency, SqlIdempotency,
+    StoredResponse, idempotent,
+};
 pub use limit::{Algorithm, Decision, LimitError, Limiter, MemoryLimiter, RedisLimiter, Rule};
 pub use lock::{
     Fences, LOCK_MIGRATION, Lease, LockStore, Locks, MemoryLocks, RedisLocks, SqlLocks,

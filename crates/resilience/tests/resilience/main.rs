@@ -2,6 +2,7 @@
 
 mod breaker;
 mod cache;
+mod idempotency;
 mod limit;
 mod lock;
 mod penalty;
