@@ -8,6 +8,7 @@ mod breaker;
 mod bulkhead;
 mod cache;
 mod idempotency;
+mod layer;
 mod limit;
 mod lock;
 mod penalty;
@@ -22,6 +23,7 @@ pub use idempotency::{
     Begin, IDEMPOTENCY_MIGRATION, Idempotency, IdempotencyStore, RedisIdempotency, SqlIdempotency,
     StoredResponse, idempotent,
 };
+pub use layer::{BreakerError, BreakerLayer, BreakerService};
 pub use limit::{Algorithm, Decision, LimitError, Limiter, MemoryLimiter, RedisLimiter, Rule};
 pub use lock::{
     Fences, LOCK_MIGRATION, Lease, LockStore, Locks, MemoryLocks, RedisLocks, SqlLocks,

@@ -222,3 +222,58 @@ async fn random_histories_keep_the_invariants() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_layer_breaks_per_key_on_5xx_and_transport_errors() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use telar_resilience::{BreakerError, BreakerLayer};
+    use tower::{Layer, ServiceExt};
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    let upstream = tower::service_fn(move |request: http::Request<()>| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let status = match request.uri().path() {
+                "/down" => 503,
+                "/missing" => 404,
+                "/broken" => return Err("connection refused"),
+                _ => 200,
+            };
+            Ok(http::Response::builder()
+                .status(status)
+                .body(())
+                .expect("response"))
+        }
+    });
+    let breakers = Breakers::new("upstream", config());
+    let service = BreakerLayer::new(breakers, |request: &http::Request<()>| {
+        request.uri().path().to_owned()
+    })
+    .layer(upstream);
+    let call = |path: &'static str| {
+        let request = http::Request::get(path).body(()).expect("request");
+        let service = service.clone();
+        async move { service.oneshot(request).await }
+    };
+    for _ in 0..5 {
+        assert_eq!(call("/missing").await.expect("404 passes").status(), 404);
+    }
+    for _ in 0..3 {
+        assert_eq!(call("/down").await.expect("503 passes").status(), 503);
+    }
+    let before = calls.load(Ordering::SeqCst);
+    assert!(matches!(call("/down").await, Err(BreakerError::Open(_))));
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        before,
+        "an open breaker does not call upstream"
+    );
+    assert_eq!(call("/fine").await.expect("other keys pass").status(), 200);
+    for _ in 0..3 {
+        assert!(matches!(call("/broken").await, Err(BreakerError::Inner(_))));
+    }
+    assert!(matches!(call("/broken").await, Err(BreakerError::Open(_))));
+}

@@ -110,3 +110,43 @@ macro_rules! conformance {
 
 conformance!(memory, 0.01);
 conformance!(redis, 0.02);
+
+/// Random arrival patterns on the paused clock (memory): the sliding window never lets more than
+/// `limit` calls into any span of `window`; GCRA never more than `limit` plus what its rate
+/// refills over the span.
+#[tokio::test(start_paused = true)]
+async fn random_arrivals_never_exceed_the_rule() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    for round in 0..50 {
+        let limiter = MemoryLimiter::new();
+        let window = Duration::from_millis(1_000);
+        for rule in [Rule::sliding(10, window), Rule::gcra(10, window)] {
+            let key = format!("r{round}-{:?}", rule.algorithm);
+            let start = tokio::time::Instant::now();
+            let mut allowed = Vec::new();
+            for _ in 0..300 {
+                tokio::time::advance(Duration::from_millis(rng.random_range(0..40))).await;
+                if limiter.check(&key, rule).await.expect("check").allowed {
+                    allowed.push(tokio::time::Instant::now().duration_since(start));
+                }
+            }
+            for (i, at) in allowed.iter().enumerate() {
+                let in_span = allowed[i..]
+                    .iter()
+                    .take_while(|later| **later - *at < window)
+                    .count();
+                let ceiling = match rule.algorithm {
+                    telar_resilience::Algorithm::SlidingWindow => 10,
+                    // The burst, plus one per 100 ms of the span.
+                    telar_resilience::Algorithm::Gcra => 10 + 10,
+                };
+                assert!(
+                    in_span <= ceiling,
+                    "{:?}: {in_span} calls within one window",
+                    rule.algorithm
+                );
+            }
+        }
+    }
+}
