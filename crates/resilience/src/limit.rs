@@ -72,6 +72,8 @@ pub enum LimitError {
 pub trait Limiter: Send + Sync + 'static {
     fn check<'a>(&'a self, key: &'a str, rule: Rule)
     -> BoxFuture<'a, Result<Decision, LimitError>>;
+    /// Calls `key` could make right now, without using one (for status views).
+    fn remaining<'a>(&'a self, key: &'a str, rule: Rule) -> BoxFuture<'a, Result<u32, LimitError>>;
 }
 
 /// In this process (one gateway instance, tests, the embedded mode). Time is tokio's clock.
@@ -171,6 +173,33 @@ impl Limiter for MemoryLimiter {
     ) -> BoxFuture<'a, Result<Decision, LimitError>> {
         Box::pin(async move { Ok(self.decide(key, rule, Instant::now())) })
     }
+
+    fn remaining<'a>(&'a self, key: &'a str, rule: Rule) -> BoxFuture<'a, Result<u32, LimitError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let limit = rule.limit.max(1);
+            let state = self
+                .state
+                .lock()
+                .map_err(|_| LimitError::Store("poisoned".into()))?;
+            Ok(match state.get(key) {
+                None => limit,
+                Some(Entry::Gcra(tat)) => {
+                    let interval = (rule.window / limit).as_nanos().max(1);
+                    let ahead = tat.saturating_duration_since(now).as_nanos();
+                    let used = u32::try_from(ahead.div_ceil(interval)).unwrap_or(u32::MAX);
+                    limit.saturating_sub(used)
+                }
+                Some(Entry::Window(calls)) => {
+                    let live = calls
+                        .iter()
+                        .filter(|at| now.duration_since(**at) < rule.window)
+                        .count();
+                    limit.saturating_sub(u32::try_from(live).unwrap_or(u32::MAX))
+                }
+            })
+        })
+    }
 }
 
 /// GCRA in one round trip: the TAT lives in a key that expires with it.
@@ -219,6 +248,21 @@ pub(crate) async fn redis_connection(
         .await
         .map_err(|e| LimitError::Store(format!("cannot connect to Redis at {url}: {e}")))
 }
+
+const GCRA_PEEK: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+return tonumber(ARGV[2]) - math.ceil((tat - now) / interval)
+"#;
+
+const SLIDING_PEEK: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+return tonumber(ARGV[2]) - redis.call('ZCOUNT', KEYS[1], '(' .. (now - tonumber(ARGV[1])), '+inf')
+"#;
 
 /// Shared by every instance through Redis. Keys are `<prefix>:<algorithm>:<key>`.
 #[derive(Clone)]
@@ -279,6 +323,34 @@ impl Limiter for RedisLimiter {
                 remaining: u32::try_from(remaining.max(0)).unwrap_or(0),
                 retry_after: Duration::from_micros(u64::try_from(retry_us.max(0)).unwrap_or(0)),
             })
+        })
+    }
+
+    fn remaining<'a>(&'a self, key: &'a str, rule: Rule) -> BoxFuture<'a, Result<u32, LimitError>> {
+        Box::pin(async move {
+            let limit = rule.limit.max(1);
+            let window_us = u64::try_from(rule.window.as_micros()).unwrap_or(u64::MAX);
+            let mut connection = self.connection.clone();
+            let left: i64 = match rule.algorithm {
+                Algorithm::Gcra => {
+                    redis::Script::new(GCRA_PEEK)
+                        .key(format!("{}:gcra:{key}", self.prefix))
+                        .arg(window_us / u64::from(limit))
+                        .arg(limit)
+                        .invoke_async(&mut connection)
+                        .await
+                }
+                Algorithm::SlidingWindow => {
+                    redis::Script::new(SLIDING_PEEK)
+                        .key(format!("{}:window:{key}", self.prefix))
+                        .arg(window_us)
+                        .arg(limit)
+                        .invoke_async(&mut connection)
+                        .await
+                }
+            }
+            .map_err(|e| LimitError::Store(e.to_string()))?;
+            Ok(u32::try_from(left.max(0)).unwrap_or(0))
         })
     }
 }

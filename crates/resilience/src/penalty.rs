@@ -49,6 +49,8 @@ pub struct KeyStatus {
     pub banned_for: Option<Duration>,
     /// How many bans this key earned (drives the escalation).
     pub bans: u32,
+    /// Calls it could make right now under the rule asked about.
+    pub remaining: u32,
 }
 
 /// Where violations and bans are kept.
@@ -199,9 +201,13 @@ impl Guard {
         Ok(Verdict::Limited(decision))
     }
 
-    /// Who is banned or was limited lately.
-    pub async fn status(&self) -> Result<Vec<KeyStatus>, LimitError> {
-        self.store.status(self.policy.within).await
+    /// Who is banned or was limited lately, with what `rule` still allows each of them.
+    pub async fn status(&self, rule: Rule) -> Result<Vec<KeyStatus>, LimitError> {
+        let mut statuses = self.store.status(self.policy.within).await?;
+        for status in &mut statuses {
+            status.remaining = self.limiter.remaining(&status.key, rule).await?;
+        }
+        Ok(statuses)
     }
 }
 
@@ -297,6 +303,7 @@ impl PenaltyStore for MemoryPenalties {
                         .count() as u32,
                     banned_for: record.banned_until.filter(|u| *u > now).map(|u| u - now),
                     bans: record.bans,
+                    remaining: 0,
                 })
                 .filter(|s| s.violations > 0 || s.banned_for.is_some())
                 .collect();
@@ -465,6 +472,7 @@ impl PenaltyStore for RedisPenalties {
                     banned_for: (ttl > 0)
                         .then(|| Duration::from_millis(u64::try_from(ttl).unwrap_or(0))),
                     bans: bans.unwrap_or(0),
+                    remaining: 0,
                 };
                 if status.violations > 0 || status.banned_for.is_some() {
                     statuses.push(status);

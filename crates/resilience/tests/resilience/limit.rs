@@ -29,6 +29,8 @@ async fn sliding_window_allows_exactly_the_limit(limiter: Arc<dyn Limiter>) {
         remaining.push(decision.remaining);
     }
     assert_eq!(remaining, [4, 3, 2, 1, 0]);
+    assert_eq!(limiter.remaining("ana", rule).await.expect("peek"), 0);
+    assert_eq!(limiter.remaining("nobody", rule).await.expect("peek"), 5);
     let refused = limiter.check("ana", rule).await.expect("check");
     assert!(!refused.allowed);
     assert!(refused.retry_after > Duration::ZERO && refused.retry_after <= Duration::from_secs(2));
@@ -40,9 +42,11 @@ async fn sliding_window_allows_exactly_the_limit(limiter: Arc<dyn Limiter>) {
 
 async fn gcra_allows_a_burst_then_the_rate(limiter: Arc<dyn Limiter>) {
     let rule = Rule::gcra(5, Duration::from_millis(500));
+    assert_eq!(limiter.remaining("burst", rule).await.expect("peek"), 5);
     for _ in 0..5 {
         assert!(limiter.check("burst", rule).await.expect("check").allowed);
     }
+    assert_eq!(limiter.remaining("burst", rule).await.expect("peek"), 0);
     let refused = limiter.check("burst", rule).await.expect("check");
     assert!(!refused.allowed);
     assert!(

@@ -67,11 +67,12 @@ async fn repeated_violations_earn_escalating_bans(guard: Guard) {
         matches!(check().await.expect("check"), Verdict::Banned { .. }),
         "banned meanwhile"
     );
-    let status = guard.status().await.expect("status");
+    let status = guard.status(rule).await.expect("status");
     assert_eq!(status.len(), 1);
     assert_eq!(status[0].key, "user:1032456789");
     assert_eq!(status[0].bans, 1);
     assert!(status[0].banned_for.is_some());
+    assert_eq!(status[0].remaining, 0, "its two calls are used");
 
     // After the ban, three more violations earn a ban twice as long.
     tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
