@@ -5,9 +5,11 @@
 //! published key).
 
 mod claims;
+mod extract;
 mod keys;
 mod verifier;
 
 pub use claims::Claims;
+pub use extract::{Authenticated, Permission, RequirePermission, RequireRole, Role, authenticate};
 pub use keys::{KeyRing, SigningKey};
 pub use verifier::{AuthError, Verifier, VerifierConfig};

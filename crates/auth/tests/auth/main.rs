@@ -1,4 +1,6 @@
-//! Signing keys, rotation, JWKS and the verifier's refusals.
+//! Signing keys, rotation, JWKS and the verifier's refusals; the axum extractors.
+
+mod extract;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -8,14 +10,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use telar_auth::{Claims, KeyRing, Verifier, VerifierConfig};
 
-const ISSUER: &str = "https://identity.carpeta.local";
-const AUDIENCE: &str = "carpeta";
+pub const ISSUER: &str = "https://identity.carpeta.local";
+pub const AUDIENCE: &str = "carpeta";
 
-fn now() -> i64 {
+pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-fn claims(exp_in: i64) -> Claims {
+pub fn claims(exp_in: i64) -> Claims {
     Claims {
         sub: "1032456789".into(),
         roles: vec!["ciudadano".into()],
