@@ -1,0 +1,79 @@
+//! The identity service: users with Argon2id password hashes (OWASP parameters: m = 19 MiB,
+//! t = 2, p = 1), service accounts, `POST /token` (password, client credentials and refresh
+//! grants), refresh tokens stored hashed and rotated on every use — reusing a rotated one revokes
+//! its whole family — `POST /revoke`, and the OpenID discovery document and JWKS.
+//!
+//! Every system runs one, on its own database: `telar_identity::build(db, config, kit).await`.
+
+mod accounts;
+mod routes;
+mod schema;
+mod tokens;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use telar_kit::{KitConfig, Service};
+use telar_sql::Db;
+
+pub use accounts::{Accounts, NewAccount};
+pub use tokens::TokenResponse;
+
+pub const NAME: &str = "identity";
+
+/// `[services.identity.settings]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// The `iss` of every token and the base of the discovery document.
+    pub issuer: String,
+    /// The `aud` of every token.
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            issuer: "http://127.0.0.1:8010".into(),
+            audience: "telar".into(),
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 14 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct State {
+    pub accounts: Accounts,
+    pub tokens: Arc<tokens::Tokens>,
+    pub config: Arc<IdentityConfig>,
+}
+
+/// The service's database migrations.
+pub const MIGRATIONS: &[telar_sql::Migration] = schema::MIGRATIONS;
+
+/// The identity service on `db` (migrated, its signing keys created on first start).
+pub async fn build(
+    db: Db,
+    config: IdentityConfig,
+    kit: KitConfig,
+) -> Result<(Service, Accounts), telar_sql::Error> {
+    db.migrate(MIGRATIONS).await?;
+    let accounts = Accounts::new(db.clone());
+    let tokens = Arc::new(tokens::Tokens::open(db.clone(), &config).await?);
+    let state = State {
+        accounts: accounts.clone(),
+        tokens,
+        config: Arc::new(config),
+    };
+    let service = Service::new(NAME)
+        .config(kit)
+        .ready_check(telar_kit::ReadyCheck::new("database", move || {
+            let db = db.clone();
+            async move { db.ping().await.map_err(|e| e.to_string()) }
+        }))
+        .api_fixed_format(routes::routes(state));
+    Ok((service, accounts))
+}
