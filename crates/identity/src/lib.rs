@@ -6,6 +6,7 @@
 //! Every system runs one, on its own database: `telar_identity::build(db, config, kit).await`.
 
 mod accounts;
+mod login;
 mod routes;
 mod schema;
 mod tokens;
@@ -17,6 +18,7 @@ use telar_kit::{KitConfig, Service};
 use telar_sql::Db;
 
 pub use accounts::{Accounts, NewAccount};
+pub use login::LoginPolicy;
 pub use tokens::TokenResponse;
 
 pub const NAME: &str = "identity";
@@ -31,6 +33,7 @@ pub struct IdentityConfig {
     pub audience: String,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
+    pub login: LoginPolicy,
 }
 
 impl Default for IdentityConfig {
@@ -40,6 +43,7 @@ impl Default for IdentityConfig {
             audience: "telar".into(),
             access_ttl_secs: 900,
             refresh_ttl_secs: 14 * 24 * 3600,
+            login: LoginPolicy::default(),
         }
     }
 }
@@ -48,6 +52,7 @@ impl Default for IdentityConfig {
 pub(crate) struct State {
     pub accounts: Accounts,
     pub tokens: Arc<tokens::Tokens>,
+    pub login: Arc<login::LoginProtection>,
     pub config: Arc<IdentityConfig>,
 }
 
@@ -66,6 +71,7 @@ pub async fn build(
     let state = State {
         accounts: accounts.clone(),
         tokens,
+        login: Arc::new(login::LoginProtection::in_memory(config.login.clone())),
         config: Arc::new(config),
     };
     let service = Service::new(NAME)

@@ -2,7 +2,9 @@
 //! `GET /.well-known/jwks.json`.
 
 use axum::Json;
-use axum::extract::{Form, State as AxumState};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Form, State as AxumState};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde::Deserialize;
@@ -46,6 +48,22 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// Too many attempts: the same answer whether the username exists or not.
+fn locked(retry_after: std::time::Duration) -> Response {
+    let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let mut response = oauth_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "temporarily_unavailable",
+        &format!("too many attempts; retry in {seconds} s"),
+    );
+    if let Ok(value) = http::HeaderValue::from_str(&seconds.to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    response
+}
+
 fn internal(error: telar_sql::Error) -> Response {
     tracing::error!(%error, "token endpoint");
     oauth_error(
@@ -82,7 +100,11 @@ fn missing(name: &str) -> Response {
     request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, body = TokenResponse), (status = 400, description = "invalid_request, invalid_grant, unsupported_grant_type"),
               (status = 401, description = "invalid_client")))]
-async fn token(AxumState(state): AxumState<State>, Form(form): Form<TokenForm>) -> Response {
+async fn token(
+    AxumState(state): AxumState<State>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(form): Form<TokenForm>,
+) -> Response {
     let _ = &form.scope;
     let grant = form.grant_type.as_deref().unwrap_or_default();
     let outcome = match grant {
@@ -94,10 +116,14 @@ async fn token(AxumState(state): AxumState<State>, Form(form): Form<TokenForm>) 
                 (Ok(u), Ok(p)) => (u, p),
                 (Err(name), _) | (_, Err(name)) => return missing(name),
             };
+            if let Err(retry_after) = state.login.before(username, peer.ip()).await {
+                return locked(retry_after);
+            }
             match state.accounts.check("user", username, password).await {
                 Err(error) => return internal(error),
                 // The same answer for an unknown user and a wrong password.
                 Ok(None) => {
+                    state.login.failed(username, peer.ip()).await;
                     return oauth_error(
                         StatusCode::BAD_REQUEST,
                         "invalid_grant",

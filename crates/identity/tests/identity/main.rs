@@ -1,7 +1,7 @@
 //! The identity service over HTTP, with the verifier other services use.
 
 use telar_auth::{Verifier, VerifierConfig};
-use telar_identity::{IdentityConfig, NewAccount, build};
+use telar_identity::{IdentityConfig, LoginPolicy, NewAccount, build};
 use telar_kit::KitConfig;
 
 struct Identity {
@@ -11,10 +11,15 @@ struct Identity {
 }
 
 async fn identity() -> Identity {
+    identity_with(LoginPolicy::default()).await
+}
+
+async fn identity_with(login: LoginPolicy) -> Identity {
     let (db, dir) = telar_testkit::sqlite_db("identity").await;
     let config = IdentityConfig {
         issuer: "http://identity.test".into(),
         audience: "carpeta".into(),
+        login,
         ..IdentityConfig::default()
     };
     let (service, accounts) = build(db, config.clone(), KitConfig::default())
@@ -278,4 +283,93 @@ async fn service_accounts_use_client_credentials_and_revocation_ends_a_login() {
     )
     .await;
     assert_eq!(after, 400);
+}
+
+const RIGHT: &str = "correct horse battery staple";
+
+async fn login(
+    identity: &Identity,
+    username: &str,
+    password: &str,
+) -> (u16, serde_json::Value, Option<String>) {
+    let response = post_form(
+        identity,
+        "/token",
+        &[
+            ("grant_type", "password"),
+            ("username", username),
+            ("password", password),
+        ],
+    )
+    .await;
+    let status = response.status().as_u16();
+    let retry = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (status, response.json().await.unwrap_or_default(), retry)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_lock_the_login_for_longer_each_time() {
+    let identity = identity_with(LoginPolicy {
+        attempts_per_minute: 1_000,
+        failures: 3,
+        within_secs: 60,
+        lockout_ms: 1_100,
+        max_lockout_ms: 60_000,
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(login(&identity, "ana@example.com", "wrong").await.0, 400);
+    }
+    let (status, body, retry) = login(&identity, "ana@example.com", RIGHT).await;
+    assert_eq!(status, 429, "locked, even with the right password");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert_eq!(retry.as_deref(), Some("2"));
+    let (unknown, unknown_body, _) = login(&identity, "nobody@example.com", "wrong").await;
+    assert_eq!(
+        (unknown, &unknown_body["error"]),
+        (429, &body["error"]),
+        "the same answer for an unknown name"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_eq!(
+        login(&identity, "ana@example.com", RIGHT).await.0,
+        200,
+        "unlocked"
+    );
+    for _ in 0..3 {
+        login(&identity, "ana@example.com", "wrong").await;
+    }
+    let (status, _, retry) = login(&identity, "ana@example.com", RIGHT).await;
+    assert_eq!(status, 429);
+    assert_eq!(
+        retry.as_deref(),
+        Some("3"),
+        "the second lockout is twice as long"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_gets_a_limited_number_of_attempts() {
+    let identity = identity_with(LoginPolicy {
+        attempts_per_minute: 5,
+        failures: 1_000,
+        ..LoginPolicy::default()
+    })
+    .await;
+    for n in 0..5 {
+        assert_eq!(
+            login(&identity, &format!("user{n}@example.com"), "x")
+                .await
+                .0,
+            400
+        );
+    }
+    let (status, _, retry) = login(&identity, "ana@example.com", RIGHT).await;
+    assert_eq!(status, 429, "whatever the usernames");
+    assert!(retry.is_some());
 }
