@@ -91,6 +91,11 @@ impl KeyRing {
             .ok_or_else(|| AuthError::Keys("no signing key".into()))
     }
 
+    /// Seconds since the current key was created.
+    pub fn current_age(&self, now: i64) -> Option<i64> {
+        self.keys.last().map(|k| now - k.created_at)
+    }
+
     pub fn current_kid(&self) -> Option<&str> {
         self.keys.last().map(|k| k.kid.as_str())
     }

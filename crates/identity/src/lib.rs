@@ -6,6 +6,7 @@
 //! Every system runs one, on its own database: `telar_identity::build(db, config, kit).await`.
 
 mod accounts;
+mod keystore;
 mod login;
 mod routes;
 mod schema;
@@ -33,6 +34,10 @@ pub struct IdentityConfig {
     pub audience: String,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
+    /// A new signing key after this long (the old one stays published until its tokens expire).
+    pub rotate_keys_after_secs: i64,
+    /// Base64 of 32 bytes: encrypts the signing keys at rest (from the secrets, not the file).
+    pub keys_secret: Option<String>,
     pub login: LoginPolicy,
 }
 
@@ -43,6 +48,8 @@ impl Default for IdentityConfig {
             audience: "telar".into(),
             access_ttl_secs: 900,
             refresh_ttl_secs: 14 * 24 * 3600,
+            rotate_keys_after_secs: 30 * 24 * 3600,
+            keys_secret: None,
             login: LoginPolicy::default(),
         }
     }

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::IdentityConfig;
 use crate::accounts::Account;
+use crate::keystore;
 
 /// The token endpoint's answer (RFC 6749 §5.1).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -27,6 +28,8 @@ pub struct TokenResponse {
 pub(crate) struct Tokens {
     db: Db,
     ring: RwLock<KeyRing>,
+    cipher: Option<aes_gcm::Aes256Gcm>,
+    rotate_after: i64,
     issuer: String,
     audience: String,
     access_ttl: i64,
@@ -51,16 +54,24 @@ fn keys_error(error: telar_auth::AuthError) -> telar_sql::Error {
 impl Tokens {
     /// Loads the signing keys, creating them on first start.
     pub(crate) async fn open(db: Db, config: &IdentityConfig) -> Result<Self, telar_sql::Error> {
+        let cipher = keystore::secret(config.keys_secret.as_deref())?;
+        if cipher.is_none() {
+            tracing::warn!("identity signing keys are stored unencrypted (set keys_secret)");
+        }
         let stored = query("SELECT ring FROM identity_keys WHERE id = 1")
             .fetch_optional(&db)
             .await?;
         let ring = match stored.and_then(|row| row.get::<String>("ring").ok()) {
-            Some(text) => serde_json::from_str(&text)
+            Some(text) => serde_json::from_str(&keystore::open(cipher.as_ref(), &text)?)
                 .map_err(|e| telar_sql::Error::Database(e.to_string()))?,
             None => {
                 let ring = KeyRing::generate(now(), config.access_ttl_secs).map_err(keys_error)?;
+                let sealed = keystore::seal(
+                    cipher.as_ref(),
+                    &serde_json::to_string(&ring).unwrap_or_default(),
+                )?;
                 query("INSERT INTO identity_keys (id, ring) VALUES (1, $1) ON CONFLICT (id) DO NOTHING")
-                    .bind(serde_json::to_string(&ring).unwrap_or_default())
+                    .bind(sealed)
                     .execute(&db)
                     .await?;
                 ring
@@ -69,11 +80,47 @@ impl Tokens {
         Ok(Tokens {
             db,
             ring: RwLock::new(ring),
+            cipher,
+            rotate_after: config.rotate_keys_after_secs,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             access_ttl: config.access_ttl_secs,
             refresh_ttl: config.refresh_ttl_secs,
         })
+    }
+
+    /// Rotates the signing key once it is older than `rotate_keys_after_secs` (checked when a
+    /// token is issued); the old key stays published until its tokens expire.
+    async fn rotate_if_due(&self) -> Result<(), telar_sql::Error> {
+        let now = now();
+        let rotated = {
+            let mut ring = self
+                .ring
+                .write()
+                .map_err(|_| telar_sql::Error::Database("key ring lock".into()))?;
+            if ring
+                .current_age(now)
+                .is_none_or(|age| age < self.rotate_after)
+            {
+                return Ok(());
+            }
+            ring.rotate(now).map_err(keys_error)?;
+            ring.prune(now);
+            ring.clone()
+        };
+        tracing::info!(
+            kid = rotated.current_kid().unwrap_or_default(),
+            "identity signing key rotated"
+        );
+        let sealed = keystore::seal(
+            self.cipher.as_ref(),
+            &serde_json::to_string(&rotated).unwrap_or_default(),
+        )?;
+        query("UPDATE identity_keys SET ring = $1 WHERE id = 1")
+            .bind(sealed)
+            .execute(&self.db)
+            .await?;
+        Ok(())
     }
 
     pub(crate) fn jwks(&self) -> JwkSet {
@@ -109,6 +156,7 @@ impl Tokens {
         account: &Account,
         with_refresh: bool,
     ) -> Result<TokenResponse, telar_sql::Error> {
+        self.rotate_if_due().await?;
         let refresh_token = if with_refresh {
             Some(
                 self.new_refresh(&account.id, &telar_types::new_id().to_string())

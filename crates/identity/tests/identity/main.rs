@@ -373,3 +373,102 @@ async fn an_address_gets_a_limited_number_of_attempts() {
     assert_eq!(status, 429, "whatever the usernames");
     assert!(retry.is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_keys_are_encrypted_at_rest_and_rotate() {
+    use base64::Engine;
+    let secret = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let (db, _dir) = telar_testkit::sqlite_db("identity-keys").await;
+    let config = IdentityConfig {
+        issuer: "http://identity.test".into(),
+        audience: "carpeta".into(),
+        keys_secret: Some(secret.clone()),
+        rotate_keys_after_secs: 1,
+        ..IdentityConfig::default()
+    };
+    let (service, accounts) = build(db.clone(), config.clone(), KitConfig::default())
+        .await
+        .expect("identity");
+    accounts
+        .create_user(NewAccount {
+            name: "ana@example.com".into(),
+            secret: RIGHT.into(),
+            roles: vec![],
+            permissions: vec![],
+            org_id: None,
+        })
+        .await
+        .expect("user");
+    let server = telar_testkit::serve(service).await;
+    let identity = Identity {
+        server,
+        config: config.clone(),
+        _dir: tempfile::tempdir().expect("dir"),
+    };
+    let first = login(&identity, "ana@example.com", RIGHT).await.1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let stored: String = telar_sql::query("SELECT ring FROM identity_keys WHERE id = 1")
+        .fetch_one(&db)
+        .await
+        .and_then(|row| row.get("ring"))
+        .expect("stored keys");
+    assert!(
+        stored.starts_with("enc:v1:") && !stored.contains("pkcs8"),
+        "encrypted at rest"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let second = login(&identity, "ana@example.com", RIGHT).await.1["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let jwks: serde_json::Value = telar_testkit::client()
+        .get(identity.server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        jwks["keys"].as_array().is_some_and(|keys| keys.len() >= 2),
+        "rotated, and the old key still published: {jwks}"
+    );
+    let kid = |token: &str| {
+        let header = token.split('.').next().unwrap_or_default();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap_or_default();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default()["kid"].clone()
+    };
+    assert_ne!(kid(&first), kid(&second), "signed by different keys");
+    let verifier = verifier(&identity);
+    verifier
+        .verify(&first)
+        .await
+        .expect("a token of the old key");
+    verifier
+        .verify(&second)
+        .await
+        .expect("a token of the new key");
+
+    // A restart with the same secret reads the keys back; a wrong secret is a clear error.
+    build(db.clone(), config.clone(), KitConfig::default())
+        .await
+        .expect("restart");
+    let wrong = IdentityConfig {
+        keys_secret: Some(base64::engine::general_purpose::STANDARD.encode([1u8; 32])),
+        ..config
+    };
+    let error = build(db, wrong, KitConfig::default())
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("do not open with this keys_secret"),
+        "{error}"
+    );
+}
