@@ -137,8 +137,8 @@ mod tests {
         let xml = to_xml("response", None, &value);
         assert_eq!(
             xml,
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><response><_1st>true</_1st><n>3</n>\
-             <name>Ana &amp; &lt;Luis&gt;</name><none nil=\"true\"/><tags>a</tags><tags>b</tags></response>"
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><response><name>Ana &amp; &lt;Luis&gt;</name>\
+             <tags>a</tags><tags>b</tags><n>3</n><none nil=\"true\"/><_1st>true</_1st></response>"
         );
     }
 

@@ -17,7 +17,7 @@ async fn responses_follow_accept() {
     assert_eq!(xml.headers()["content-type"], "application/xml");
     let text = xml.text().await.expect("text");
     assert!(
-        text.contains("<response><email>ana@example.co</email><id>1032456789</id></response>"),
+        text.contains("<response><id>1032456789</id><email>ana@example.co</email></response>"),
         "{text}"
     );
 
