@@ -42,7 +42,11 @@ pub async fn authenticate(
             Err(error @ AuthError::Unavailable(_)) => {
                 return ApiError::new(ErrorCode::Unavailable, error.to_string()).into_response();
             }
-            Err(error) => return unauthenticated(&error.to_string()),
+            Err(error) => {
+                // The reason is logged, not told: an attacker learns nothing from the answer.
+                tracing::info!(%error, "bearer token refused");
+                return unauthenticated("invalid or expired token");
+            }
         }
     }
     next.run(request).await

@@ -1,6 +1,7 @@
 //! Signing keys, rotation, JWKS and the verifier's refusals; the axum extractors.
 
 mod extract;
+mod negative;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
