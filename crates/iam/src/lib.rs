@@ -16,10 +16,22 @@ use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
+mod routes;
+
+pub use routes::iam_routes;
+
 use cedar_policy::{
     Authorizer, Context, Decision, Entities, EntityUid, PolicySet, Request, Schema, ValidationMode,
     Validator,
 };
+
+/// A decision and the policies behind it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct Decided {
+    pub allowed: bool,
+    /// The policies that decided (for a deny without any: none applied).
+    pub policies: Vec<String>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum IamError {
@@ -109,6 +121,15 @@ fn load(dir: &Path) -> Result<Loaded, String> {
     })
 }
 
+impl telar_types::Classify for IamError {
+    fn code(&self) -> telar_types::ErrorCode {
+        match self {
+            IamError::Policies { .. } => telar_types::ErrorCode::Unavailable,
+            IamError::Request(_) => telar_types::ErrorCode::InvalidArgument,
+        }
+    }
+}
+
 impl Iam {
     /// Loads the policies in `dir`; they must be valid to start.
     pub fn load(dir: impl Into<PathBuf>) -> Result<Self, IamError> {
@@ -195,6 +216,19 @@ impl Iam {
         context: serde_json::Value,
         entities: serde_json::Value,
     ) -> Result<bool, IamError> {
+        self.decide(principal, action, resource, context, entities)
+            .map(|decision| decision.allowed)
+    }
+
+    /// The decision and the policies that made it (their `@id` annotation, else Cedar's id).
+    pub fn decide(
+        &self,
+        principal: &str,
+        action: &str,
+        resource: &str,
+        context: serde_json::Value,
+        entities: serde_json::Value,
+    ) -> Result<Decided, IamError> {
         let uid = |text: &str| {
             EntityUid::from_str(text).map_err(|e| IamError::Request(format!("`{text}`: {e}")))
         };
@@ -216,6 +250,19 @@ impl Iam {
         let entities = Entities::from_json_value(entities, Some(&loaded.schema))
             .map_err(|e| IamError::Request(format!("entities: {e}")))?;
         let response = Authorizer::new().is_authorized(&request, &loaded.policies, &entities);
-        Ok(response.decision() == Decision::Allow)
+        let policies = response
+            .diagnostics()
+            .reason()
+            .map(|id| {
+                loaded
+                    .policies
+                    .annotation(id, "id")
+                    .map_or_else(|| id.to_string(), str::to_owned)
+            })
+            .collect();
+        Ok(Decided {
+            allowed: response.decision() == Decision::Allow,
+            policies,
+        })
     }
 }

@@ -1,6 +1,8 @@
 //! Cedar policies for a Carpeta-like system: owner and operator access, a forbid, a refused file
 //! that keeps the last good set, and reload on change.
 
+mod authorize;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
