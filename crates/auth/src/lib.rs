@@ -11,6 +11,6 @@ mod verifier;
 
 pub use claims::Claims;
 pub use extract::{Authenticated, Permission, RequirePermission, RequireRole, Role, authenticate};
-pub use jsonwebtoken::jwk::JwkSet;
+pub use jsonwebtoken::jwk::{AlgorithmParameters as JwkAlgorithm, JwkSet};
 pub use keys::{KeyRing, SigningKey};
 pub use verifier::{AuthError, Verifier, VerifierConfig};
