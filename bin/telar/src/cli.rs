@@ -33,6 +33,48 @@ pub enum Command {
     /// A service's projections (read models of its event store): where each stands; rebuild one.
     #[command(subcommand)]
     Projections(ProjectionsCommand),
+    /// Issue an access token with the identity service's key, or inspect one.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Sign a token for a subject with the identity service's current key (its database).
+    Issue(TokenIssueArgs),
+    /// Show a token's header and claims (decoded, not verified).
+    Inspect(TokenInspectArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenIssueArgs {
+    /// The subject (`sub`).
+    #[arg(long)]
+    pub sub: String,
+    #[arg(long = "role")]
+    pub roles: Vec<String>,
+    #[arg(long = "permission")]
+    pub permissions: Vec<String>,
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Lifetime in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub ttl: i64,
+    #[arg(long, default_value = "http://127.0.0.1:8010")]
+    pub issuer: String,
+    #[arg(long, default_value = "telar")]
+    pub audience: String,
+    /// Print JSON (`{"access_token", "expires_in"}`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenInspectArgs {
+    pub token: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

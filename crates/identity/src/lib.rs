@@ -63,6 +63,25 @@ pub(crate) struct State {
     pub config: Arc<IdentityConfig>,
 }
 
+/// Signs a token for `claims` with the identity service's current key, from its database (for
+/// `telar token issue`: operators and tests). `iss`, `aud`, `iat` and `jti` are filled in here.
+pub async fn issue_token(
+    db: Db,
+    config: &IdentityConfig,
+    mut claims: telar_auth::Claims,
+    ttl_secs: i64,
+) -> Result<String, telar_sql::Error> {
+    db.migrate(MIGRATIONS).await?;
+    let tokens = tokens::Tokens::open(db, config).await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    claims.iss = config.issuer.clone();
+    claims.aud = config.audience.clone();
+    claims.iat = now;
+    claims.exp = now + ttl_secs;
+    claims.jti = telar_types::new_id().to_string();
+    tokens.sign(&claims)
+}
+
 /// The service's database migrations.
 pub const MIGRATIONS: &[telar_sql::Migration] = schema::MIGRATIONS;
 

@@ -130,6 +130,15 @@ impl Tokens {
             .unwrap_or(JwkSet { keys: Vec::new() })
     }
 
+    /// Signs arbitrary claims with the current key.
+    pub(crate) fn sign(&self, claims: &Claims) -> Result<String, telar_sql::Error> {
+        let ring = self
+            .ring
+            .read()
+            .map_err(|_| telar_sql::Error::Database("key ring lock".into()))?;
+        ring.sign(claims).map_err(keys_error)
+    }
+
     fn access(&self, account: &Account) -> Result<String, telar_sql::Error> {
         let issued = now();
         let claims = Claims {

@@ -5,6 +5,7 @@ mod dlq;
 mod projections;
 mod saga;
 mod serve;
+mod token;
 mod up;
 
 use crate::cli::{Cli, Command, ConfigCommand, DlqCommand};
@@ -47,5 +48,6 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         }
         Command::Saga(command) => saga::run(cli.config.as_deref(), command).await,
         Command::Projections(command) => projections::run(cli.config.as_deref(), command).await,
+        Command::Token(command) => token::run(cli.config.as_deref(), command).await,
     }
 }

@@ -39,13 +39,24 @@ fn every_command_has_help() {
         vec!["projections", "--help"],
         vec!["projections", "list", "--help"],
         vec!["projections", "rebuild", "--help"],
+        vec!["token", "--help"],
+        vec!["token", "issue", "--help"],
+        vec!["token", "inspect", "--help"],
     ] {
         let output = run(telar().args(&args));
         assert!(output.status.success(), "{args:?}");
         assert!(text(&output.stdout).contains("Usage:"), "{args:?}");
     }
     let top = text(&run(telar().arg("--help")).stdout);
-    for command in ["up", "serve", "config", "dlq", "saga", "projections"] {
+    for command in [
+        "up",
+        "serve",
+        "config",
+        "dlq",
+        "saga",
+        "projections",
+        "token",
+    ] {
         assert!(top.contains(command), "{top}");
     }
 }
@@ -512,5 +523,71 @@ async fn projections_are_listed_and_rebuilt_from_zero() {
     assert!(
         text(&unknown.stderr).contains("stream-index"),
         "names the known ones"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_issue_signs_with_the_identity_key_and_inspect_decodes() {
+    let dir = tempfile::tempdir().expect("dir");
+    let env = (
+        "TELAR_DATABASE__SQLITE__DIR",
+        dir.path().display().to_string(),
+    );
+    let issued = run(telar()
+        .args([
+            "token",
+            "issue",
+            "--sub",
+            "ops-1",
+            "--role",
+            "operador",
+            "--audience",
+            "carpeta",
+            "--json",
+        ])
+        .env(env.0, &env.1));
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&issued.stdout).expect("json");
+    let token = answer["access_token"].as_str().expect("token").to_owned();
+
+    // The identity database now holds the key: a verifier trusting its JWKS accepts the token.
+    let db = telar_sql::Db::sqlite(
+        &dir.path().join("identity.db"),
+        &telar_sql::SqliteConfig::default(),
+    )
+    .await
+    .expect("db");
+    let ring: String = telar_sql::query("SELECT ring FROM identity_keys WHERE id = 1")
+        .fetch_one(&db)
+        .await
+        .and_then(|row| row.get("ring"))
+        .expect("keys");
+    let ring: telar_auth::KeyRing = serde_json::from_str(&ring).expect("ring");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let verifier = telar_auth::Verifier::new(telar_auth::VerifierConfig::new(
+        "http://127.0.0.1:8010",
+        "carpeta",
+    ))
+    .with_keys(&ring.jwks(now));
+    let claims = verifier.verify(&token).await.expect("valid");
+    assert_eq!(
+        (claims.sub.as_str(), claims.roles.as_slice()),
+        ("ops-1", &["operador".to_owned()][..])
+    );
+    db.close().await;
+
+    let inspected = run(telar().args(["token", "inspect", &token, "--json"]));
+    let shown: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("json");
+    assert_eq!(shown["claims"]["sub"], "ops-1");
+    assert_eq!(shown["header"]["alg"], "EdDSA");
+    assert_eq!(shown["verified"], false);
+    assert_eq!(
+        run(telar().args(["token", "inspect", "garbage"]))
+            .status
+            .code(),
+        Some(2)
     );
 }
