@@ -555,6 +555,26 @@ async fn load_running(db: &Db, id: &str) -> Result<(SagaRecord, bool)> {
     ))
 }
 
+/// Runs one attempt of an action or compensation under the step's timeout, a panic becoming
+/// `on_panic`. Returns the outcome and how long it took, in milliseconds.
+async fn attempt_once<T>(
+    step: &Step,
+    call: impl Future<Output = Result<T, StepError>>,
+    on_panic: StepError,
+) -> (Result<T, StepError>, i64) {
+    let started = Instant::now();
+    let result =
+        match tokio::time::timeout(step.timeout, AssertUnwindSafe(call).catch_unwind()).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(on_panic),
+            Err(_) => Err(StepError::transient(format!(
+                "timed out after {} ms",
+                step.timeout.as_millis()
+            ))),
+        };
+    (result, started.elapsed().as_millis() as i64)
+}
+
 /// Runs the next step. `false`: the saga is final, or this runner lost it.
 async fn forward(
     inner: &Inner,
@@ -587,19 +607,15 @@ async fn forward(
         1
     };
     loop {
-        let started = Instant::now();
-        let run = AssertUnwindSafe((step.action)(context(current, step, attempt))).catch_unwind();
-        let result = match tokio::time::timeout(step.timeout, run).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StepError::permanent(format!("step {} panicked", step.name))),
-            Err(_) => Err(StepError::transient(format!(
-                "timed out after {} ms",
-                step.timeout.as_millis()
-            ))),
-        };
-        let millis = started.elapsed().as_millis() as i64;
+        let (result, millis) = attempt_once(
+            step,
+            (step.action)(context(current, step, attempt)),
+            // A panicking action is a bug: retrying it will not help.
+            StepError::permanent(format!("step {} panicked", step.name)),
+        )
+        .await;
         metrics::histogram!("saga_step_duration", "saga" => saga.name.clone(), "step" => step.name.clone())
-            .record(started.elapsed().as_secs_f64());
+            .record(millis as f64 / 1_000.0);
         match result {
             Ok(output) => {
                 return complete_step(inner, saga, current, index, output, attempt, millis, next)
@@ -846,20 +862,13 @@ async fn backward(inner: &Inner, saga: &Saga, current: &SagaRecord, resumed: boo
         1
     };
     loop {
-        let started = Instant::now();
-        let run = AssertUnwindSafe(compensation(context(current, step, attempt))).catch_unwind();
-        let result = match tokio::time::timeout(step.timeout, run).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(StepError::transient(format!(
-                "compensation of {} panicked",
-                step.name
-            ))),
-            Err(_) => Err(StepError::transient(format!(
-                "timed out after {} ms",
-                step.timeout.as_millis()
-            ))),
-        };
-        let millis = started.elapsed().as_millis() as i64;
+        let (result, millis) = attempt_once(
+            step,
+            compensation(context(current, step, attempt)),
+            // A compensation is never abandoned on a panic alone: it is retried within its budget.
+            StepError::transient(format!("compensation of {} panicked", step.name)),
+        )
+        .await;
         match result {
             Ok(()) => {
                 metrics::counter!("saga_compensation_executed", "saga" => saga.name.clone(), "step" => step.name.clone())
