@@ -137,37 +137,34 @@ impl LockStore for MemoryLocks {
         token: u64,
         ttl: Duration,
     ) -> BoxFuture<'a, Result<bool, LimitError>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            let mut state = self
-                .state
-                .lock()
-                .map_err(|_| LimitError::Store("poisoned".into()))?;
-            match state.get_mut(name) {
-                Some((held, until)) if *held == token && until.is_some_and(|u| u > now) => {
-                    *until = Some(now + ttl);
-                    Ok(true)
-                }
-                _ => Ok(false),
-            }
-        })
+        Box::pin(async move { self.holder_sets(name, token, Some(Instant::now() + ttl)) })
     }
 
     fn release<'a>(&'a self, name: &'a str, token: u64) -> BoxFuture<'a, Result<bool, LimitError>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            let mut state = self
-                .state
-                .lock()
-                .map_err(|_| LimitError::Store("poisoned".into()))?;
-            match state.get_mut(name) {
-                Some((held, until)) if *held == token && until.is_some_and(|u| u > now) => {
-                    *until = None;
-                    Ok(true)
-                }
-                _ => Ok(false),
+        Box::pin(async move { self.holder_sets(name, token, None) })
+    }
+}
+
+impl MemoryLocks {
+    /// If `token` holds `name` now, sets its lease end (`None`: released) and answers `true`.
+    fn holder_sets(
+        &self,
+        name: &str,
+        token: u64,
+        until: Option<Instant>,
+    ) -> Result<bool, LimitError> {
+        let now = Instant::now();
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| LimitError::Store("poisoned".into()))?;
+        match state.get_mut(name) {
+            Some((held, lease)) if *held == token && lease.is_some_and(|u| u > now) => {
+                *lease = until;
+                Ok(true)
             }
-        })
+            _ => Ok(false),
+        }
     }
 }
 
