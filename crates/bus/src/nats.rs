@@ -16,7 +16,6 @@ use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use telar_sql::Db;
 use telar_types::Envelope;
-use tokio::sync::watch;
 
 use crate::broker::store::DeadLetterStore;
 use crate::broker::{self, Acker, Feeds, Incoming};
@@ -314,15 +313,12 @@ impl Backend for NatsBus {
                     Ok(futures::stream::select(main, replays).boxed())
                 })
                 .await?;
-            let context = Arc::new(broker::Context {
+            Ok(broker::subscribe(
                 feed,
                 options,
                 handler,
-                store: self.inner.store.clone(),
-            });
-            let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(broker::drive(context, stopped));
-            Ok(Subscription::new(stop, task))
+                self.inner.store.clone(),
+            ))
         })
     }
 
@@ -332,24 +328,23 @@ impl Backend for NatsBus {
 
     fn replay(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let mut replayed = 0;
-            for (id, group, envelope) in self.inner.store.matching(&filter).await? {
-                let message = PublishMessage::build()
-                    .payload(envelope.into())
-                    // A fresh id: the duplicate window must not swallow the replay.
-                    .message_id(telar_types::new_id().to_string());
-                self.inner
-                    .jetstream
-                    .send_publish(format!("{}.replay.{group}", self.inner.prefix), message)
-                    .await
-                    .map_err(Error::broker)?
-                    .await
-                    .map_err(Error::broker)?;
-                self.inner.store.remove(id).await?;
-                replayed += 1;
-            }
-            self.inner.store.refresh_gauge().await;
-            Ok(replayed)
+            self.inner
+                .store
+                .replay_with(&filter, |group, envelope| async move {
+                    let message = PublishMessage::build()
+                        .payload(envelope.into())
+                        // A fresh id: the duplicate window must not swallow the replay.
+                        .message_id(telar_types::new_id().to_string());
+                    self.inner
+                        .jetstream
+                        .send_publish(format!("{}.replay.{group}", self.inner.prefix), message)
+                        .await
+                        .map_err(Error::broker)?
+                        .await
+                        .map_err(Error::broker)?;
+                    Ok(())
+                })
+                .await
         })
     }
 

@@ -30,7 +30,6 @@ use lapin::{
 use serde::{Deserialize, Serialize};
 use telar_sql::Db;
 use telar_types::Envelope;
-use tokio::sync::watch;
 
 use crate::broker::store::DeadLetterStore;
 use crate::broker::{self, Acker, Feeds, Incoming};
@@ -399,15 +398,12 @@ impl Backend for RabbitBus {
                 .feeds
                 .join(&group, true, || self.consume(queue, prefetch))
                 .await?;
-            let context = Arc::new(broker::Context {
+            Ok(broker::subscribe(
                 feed,
                 options,
                 handler,
-                store: self.inner.store.clone(),
-            });
-            let (stop, stopped) = watch::channel(false);
-            let task = tokio::spawn(broker::drive(context, stopped));
-            Ok(Subscription::new(stop, task))
+                self.inner.store.clone(),
+            ))
         })
     }
 
@@ -417,26 +413,24 @@ impl Backend for RabbitBus {
 
     fn replay(&self, filter: DeadLetterFilter) -> BoxFuture<'_, Result<u64>> {
         Box::pin(async move {
-            let mut replayed = 0;
-            for (id, group, payload) in self.inner.store.matching(&filter).await? {
-                let message_id = Envelope::from_json(&payload)
-                    .map(|e| e.id)
-                    .unwrap_or_default();
-                // Straight into the group's queue (default exchange), attempts from 1 again.
-                let publish = self.inner.channel.basic_publish(
-                    "".into(),
-                    name(&self.group_queue(&group))?,
-                    BasicPublishOptions::default(),
-                    &payload,
-                    persistent(&message_id, Some(1)),
-                );
-                let confirm = within(self.timeout(), publish).await?;
-                confirmed(within(self.timeout(), confirm).await?)?;
-                self.inner.store.remove(id).await?;
-                replayed += 1;
-            }
-            self.inner.store.refresh_gauge().await;
-            Ok(replayed)
+            self.inner
+                .store
+                .replay_with(&filter, |group, payload| async move {
+                    let message_id = Envelope::from_json(&payload)
+                        .map(|e| e.id)
+                        .unwrap_or_default();
+                    // Straight into the group's queue (default exchange), attempts from 1 again.
+                    let publish = self.inner.channel.basic_publish(
+                        "".into(),
+                        name(&self.group_queue(&group))?,
+                        BasicPublishOptions::default(),
+                        &payload,
+                        persistent(&message_id, Some(1)),
+                    );
+                    let confirm = within(self.timeout(), publish).await?;
+                    confirmed(within(self.timeout(), confirm).await?)
+                })
+                .await
         })
     }
 

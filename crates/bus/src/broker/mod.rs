@@ -194,6 +194,23 @@ impl Feeds {
     }
 }
 
+/// Runs a consumer of `feed` for one subscription.
+pub(crate) fn subscribe(
+    feed: Arc<GroupFeed>,
+    options: SubscribeOptions,
+    handler: Arc<dyn Handler>,
+    store: DeadLetterStore,
+) -> crate::bus::Subscription {
+    let context = Arc::new(Context {
+        feed,
+        options,
+        handler,
+        store,
+    });
+    let (stop, stopped) = watch::channel(false);
+    crate::bus::Subscription::new(stop, tokio::spawn(drive(context, stopped)))
+}
+
 /// Consumes the group's feed until `stop` (or until the source ends), at most `max_in_flight`
 /// at once.
 pub(crate) async fn drive(context: Arc<Context>, mut stop: watch::Receiver<bool>) {

@@ -236,6 +236,27 @@ impl DeadLetterStore {
             .collect()
     }
 
+    /// Puts matching dead letters back: `republish(group, envelope)` hands each to the broker
+    /// (confirmed), then the dead letter is removed. Returns how many.
+    pub(crate) async fn replay_with<F, Fut>(
+        &self,
+        filter: &DeadLetterFilter,
+        mut republish: F,
+    ) -> Result<u64>
+    where
+        F: FnMut(String, Vec<u8>) -> Fut,
+        Fut: std::future::Future<Output = Result<()>>,
+    {
+        let mut replayed = 0;
+        for (id, group, envelope) in self.matching(filter).await? {
+            republish(group, envelope).await?;
+            self.remove(id).await?;
+            replayed += 1;
+        }
+        self.refresh_gauge().await;
+        Ok(replayed)
+    }
+
     pub(crate) async fn refresh_gauge(&self) {
         dead_letter_sql::refresh_gauge(&self.db).await;
     }
