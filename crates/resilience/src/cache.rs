@@ -211,10 +211,6 @@ impl RedisCache {
     }
 }
 
-fn store_error(error: redis::RedisError) -> LimitError {
-    LimitError::Store(error.to_string())
-}
-
 impl CacheStore for RedisCache {
     fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<Option<Vec<u8>>, LimitError>> {
         Box::pin(async move {
@@ -223,7 +219,7 @@ impl CacheStore for RedisCache {
                 .arg(self.key(key))
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)
+                .map_err(LimitError::from)
         })
     }
 
@@ -242,7 +238,7 @@ impl CacheStore for RedisCache {
                 .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)
+                .map_err(LimitError::from)
         })
     }
 
@@ -253,7 +249,7 @@ impl CacheStore for RedisCache {
                 .arg(self.key(key))
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             Ok(removed > 0)
         })
     }
@@ -281,13 +277,13 @@ impl CacheStore for RedisCache {
                     .arg(500)
                     .query_async(&mut connection)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(LimitError::from)?;
                 if !keys.is_empty() {
                     let count: u64 = redis::cmd("UNLINK")
                         .arg(&keys)
                         .query_async(&mut connection)
                         .await
-                        .map_err(store_error)?;
+                        .map_err(LimitError::from)?;
                     removed += count;
                 }
                 if next == 0 {

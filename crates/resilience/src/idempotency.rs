@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use telar_sql::{Db, Migration, query};
 use tokio::time::Instant;
 
-use crate::limit::{LimitError, redis_connection};
+use crate::limit::{LimitError, now_ms, redis_connection};
 
 /// A response kept for replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -260,26 +260,15 @@ pub struct SqlIdempotency {
     db: Db,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
 fn ms(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-fn sql_error(error: telar_sql::Error) -> LimitError {
-    LimitError::Store(error.to_string())
 }
 
 impl SqlIdempotency {
     pub async fn open(db: Db) -> Result<Self, LimitError> {
         db.migrate(&[IDEMPOTENCY_MIGRATION])
             .await
-            .map_err(sql_error)?;
+            .map_err(LimitError::from)?;
         Ok(SqlIdempotency { db })
     }
 }
@@ -318,7 +307,7 @@ impl IdempotencyStore for SqlIdempotency {
             .bind(now)
             .fetch_optional(&self.db)
             .await
-            .map_err(sql_error)?;
+            .map_err(LimitError::from)?;
             if claimed.is_some() {
                 return Ok(Begin::Started);
             }
@@ -326,13 +315,13 @@ impl IdempotencyStore for SqlIdempotency {
                 .bind(key)
                 .fetch_optional(&self.db)
                 .await
-                .map_err(sql_error)?;
+                .map_err(LimitError::from)?;
             Ok(match row {
                 None => Begin::InProgress,
                 Some(row) => judge(
                     fingerprint,
-                    &row.get::<String>("fingerprint").map_err(sql_error)?,
-                    row.get("response").map_err(sql_error)?,
+                    &row.get::<String>("fingerprint").map_err(LimitError::from)?,
+                    row.get("response").map_err(LimitError::from)?,
                 ),
             })
         })
@@ -354,7 +343,7 @@ impl IdempotencyStore for SqlIdempotency {
                 .bind(now_ms() + ms(ttl))
                 .execute(&self.db)
                 .await
-                .map_err(sql_error)?;
+                .map_err(LimitError::from)?;
             Ok(())
         })
     }
@@ -365,7 +354,7 @@ impl IdempotencyStore for SqlIdempotency {
                 .bind(key)
                 .execute(&self.db)
                 .await
-                .map_err(sql_error)?;
+                .map_err(LimitError::from)?;
             Ok(())
         })
     }
@@ -397,10 +386,6 @@ impl RedisIdempotency {
     }
 }
 
-fn redis_error(error: redis::RedisError) -> LimitError {
-    LimitError::Store(error.to_string())
-}
-
 impl IdempotencyStore for RedisIdempotency {
     fn begin<'a>(
         &'a self,
@@ -423,7 +408,7 @@ impl IdempotencyStore for RedisIdempotency {
                 .arg(ms(running_for).max(1))
                 .query_async(&mut connection)
                 .await
-                .map_err(redis_error)?;
+                .map_err(LimitError::from)?;
             if set.is_some() {
                 return Ok(Begin::Started);
             }
@@ -431,7 +416,7 @@ impl IdempotencyStore for RedisIdempotency {
                 .arg(self.key(key))
                 .query_async(&mut connection)
                 .await
-                .map_err(redis_error)?;
+                .map_err(LimitError::from)?;
             Ok(
                 match stored.and_then(|text| serde_json::from_str::<Claim>(&text).ok()) {
                     None => Begin::InProgress,
@@ -458,7 +443,7 @@ impl IdempotencyStore for RedisIdempotency {
                 .arg(self.key(key))
                 .query_async(&mut connection)
                 .await
-                .map_err(redis_error)?;
+                .map_err(LimitError::from)?;
             let fingerprint = stored
                 .and_then(|text| serde_json::from_str::<Claim>(&text).ok())
                 .map(|claim| claim.fingerprint)
@@ -475,7 +460,7 @@ impl IdempotencyStore for RedisIdempotency {
                 .arg(ms(ttl).max(1))
                 .query_async::<()>(&mut connection)
                 .await
-                .map_err(redis_error)
+                .map_err(LimitError::from)
         })
     }
 
@@ -486,7 +471,7 @@ impl IdempotencyStore for RedisIdempotency {
                 .arg(self.key(key))
                 .query_async::<()>(&mut connection)
                 .await
-                .map_err(redis_error)
+                .map_err(LimitError::from)
         })
     }
 }

@@ -68,6 +68,26 @@ pub enum LimitError {
     Store(String),
 }
 
+impl From<redis::RedisError> for LimitError {
+    fn from(error: redis::RedisError) -> Self {
+        LimitError::Store(error.to_string())
+    }
+}
+
+impl From<telar_sql::Error> for LimitError {
+    fn from(error: telar_sql::Error) -> Self {
+        LimitError::Store(error.to_string())
+    }
+}
+
+/// The wall clock in milliseconds since the epoch (SQL stores keep lease ends in it).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// A keyed limiter.
 pub trait Limiter: Send + Sync + 'static {
     fn check<'a>(&'a self, key: &'a str, rule: Rule)

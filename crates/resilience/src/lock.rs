@@ -11,7 +11,7 @@ use futures::future::BoxFuture;
 use telar_sql::{Db, Migration, Tx, query};
 use tokio::time::Instant;
 
-use crate::limit::{LimitError, redis_connection};
+use crate::limit::{LimitError, now_ms, redis_connection};
 
 /// Where locks live.
 pub trait LockStore: Send + Sync + 'static {
@@ -214,10 +214,6 @@ fn millis(ttl: Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
-fn store_error(error: redis::RedisError) -> LimitError {
-    LimitError::Store(error.to_string())
-}
-
 impl LockStore for RedisLocks {
     fn acquire<'a>(
         &'a self,
@@ -232,7 +228,7 @@ impl LockStore for RedisLocks {
                 .arg(millis(ttl))
                 .invoke_async(&mut connection)
                 .await
-                .map_err(store_error)
+                .map_err(LimitError::from)
         })
     }
 
@@ -250,7 +246,7 @@ impl LockStore for RedisLocks {
                 .arg(millis(ttl))
                 .invoke_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             Ok(extended == 1)
         })
     }
@@ -263,7 +259,7 @@ impl LockStore for RedisLocks {
                 .arg(token)
                 .invoke_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             Ok(released == 1)
         })
     }
@@ -285,20 +281,11 @@ pub struct SqlLocks {
     db: Db,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn sql_error(error: telar_sql::Error) -> LimitError {
-    LimitError::Store(error.to_string())
-}
-
 impl SqlLocks {
     pub async fn open(db: Db) -> Result<Self, LimitError> {
-        db.migrate(&[LOCK_MIGRATION]).await.map_err(sql_error)?;
+        db.migrate(&[LOCK_MIGRATION])
+            .await
+            .map_err(LimitError::from)?;
         Ok(SqlLocks { db })
     }
 }
@@ -325,10 +312,10 @@ impl LockStore for SqlLocks {
             .bind(now)
             .fetch_optional(&self.db)
             .await
-            .map_err(sql_error)?;
+            .map_err(LimitError::from)?;
             match row {
                 Some(row) => Ok(Some(
-                    u64::try_from(row.get::<i64>("token").map_err(sql_error)?).unwrap_or(0),
+                    u64::try_from(row.get::<i64>("token").map_err(LimitError::from)?).unwrap_or(0),
                 )),
                 None => Ok(None),
             }
@@ -352,7 +339,7 @@ impl LockStore for SqlLocks {
             .bind(now)
             .execute(&self.db)
             .await
-            .map_err(sql_error)?;
+            .map_err(LimitError::from)?;
             Ok(moved == 1)
         })
     }
@@ -367,7 +354,7 @@ impl LockStore for SqlLocks {
             .bind(now_ms())
             .execute(&self.db)
             .await
-            .map_err(sql_error)?;
+            .map_err(LimitError::from)?;
             Ok(moved == 1)
         })
     }
@@ -392,7 +379,7 @@ impl Fences {
         .bind(token)
         .fetch_optional(tx)
         .await
-        .map_err(sql_error)?;
+        .map_err(LimitError::from)?;
         Ok(row.is_some())
     }
 }

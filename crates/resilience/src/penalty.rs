@@ -347,10 +347,6 @@ impl RedisPenalties {
     }
 }
 
-fn store_error(error: redis::RedisError) -> LimitError {
-    LimitError::Store(error.to_string())
-}
-
 impl PenaltyStore for RedisPenalties {
     fn violation<'a>(
         &'a self,
@@ -365,7 +361,7 @@ impl PenaltyStore for RedisPenalties {
                 .arg(rand::random::<u64>())
                 .invoke_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             Ok(count)
         })
     }
@@ -386,7 +382,7 @@ impl PenaltyStore for RedisPenalties {
                 .arg(WEEK_MS)
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             let duration = length(bans);
             let millis = u64::try_from(duration.as_millis())
                 .unwrap_or(u64::MAX)
@@ -404,7 +400,7 @@ impl PenaltyStore for RedisPenalties {
                 .ignore()
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             Ok(duration)
         })
     }
@@ -416,7 +412,7 @@ impl PenaltyStore for RedisPenalties {
                 .arg(self.key(key, "ban"))
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(LimitError::from)?;
             Ok((ttl > 0).then(|| Duration::from_millis(u64::try_from(ttl).unwrap_or(0))))
         })
     }
@@ -436,7 +432,7 @@ impl PenaltyStore for RedisPenalties {
                     .arg(500)
                     .query_async(&mut connection)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(LimitError::from)?;
                 for name in batch {
                     let inner = name
                         .strip_prefix(&format!("{}:pen:", self.prefix))
@@ -465,7 +461,7 @@ impl PenaltyStore for RedisPenalties {
                     .arg("+inf")
                     .query_async(&mut connection)
                     .await
-                    .map_err(store_error)?;
+                    .map_err(LimitError::from)?;
                 let status = KeyStatus {
                     key,
                     violations,
