@@ -15,7 +15,7 @@ mod xml;
 pub use config::{CorsConfig, KitConfig};
 pub use error::{ApiError, FieldError, Problem};
 pub use health::ReadyCheck;
-pub use middleware::RequestId;
+pub use middleware::{RequestId, RequestMetrics};
 pub use negotiate::Format;
 pub use payload::{Payload, body_bytes};
 pub use service::Service;

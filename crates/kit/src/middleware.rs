@@ -61,7 +61,7 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestId {
 pub(crate) struct Observe {
     pub service: Arc<str>,
     pub timeout: Duration,
-    pub metrics: Arc<MetricHandles>,
+    pub metrics: Arc<RequestMetrics>,
 }
 
 /// The request metrics of one (method, route, status), registered once and reused: the hot
@@ -77,13 +77,32 @@ struct Handles {
 type Registered = (&'static str, u16, Handles);
 
 /// Handles by route template, then (method, status). Bounded: templates, methods (see
-/// `method_label`) and statuses are all finite.
+/// `method_label`) and statuses are all finite. Public for servers that are not built with
+/// [`crate::Service`] (the gateway), so every HTTP server exports the same request metrics.
 #[derive(Default)]
-pub(crate) struct MetricHandles {
+pub struct RequestMetrics {
     by_route: RwLock<HashMap<String, Vec<Registered>>>,
 }
 
-impl MetricHandles {
+impl RequestMetrics {
+    /// Counts one request of `route` (a template or prefix, never a raw path) and its duration;
+    /// 5xx answers also count as errors.
+    pub fn record(
+        &self,
+        service: &str,
+        method: &http::Method,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
+        let handles = self.get(service, method_label(method), route, status);
+        handles.count.increment(1);
+        handles.duration.record(elapsed.as_secs_f64());
+        if let Some(errors) = handles.errors {
+            errors.increment(1);
+        }
+    }
+
     fn get(&self, service: &str, method: &'static str, route: &str, status: u16) -> Handles {
         if let Ok(map) = self.by_route.read()
             && let Some(found) = map

@@ -97,6 +97,12 @@ impl Service {
         self.build(Arc::new(AtomicBool::new(false)))
     }
 
+    /// The complete router for a server of the caller's own (the gateway's), whose `/ready`
+    /// fails once `draining` is set.
+    pub fn into_router_draining(self, draining: Arc<AtomicBool>) -> Router {
+        self.build(draining)
+    }
+
     fn build(self, draining: Arc<AtomicBool>) -> Router {
         // Metrics recorded before a recorder exists are lost: make sure there is one.
         telar_telemetry::install_metrics();

@@ -203,8 +203,17 @@ impl Guard {
 
     /// Who is banned or was limited lately, with what `rule` still allows each of them.
     pub async fn status(&self, rule: Rule) -> Result<Vec<KeyStatus>, LimitError> {
+        self.status_by(|_| rule).await
+    }
+
+    /// The same, for keys limited by different rules (a gateway's per-role buckets).
+    pub async fn status_by(
+        &self,
+        rule_for: impl Fn(&str) -> Rule,
+    ) -> Result<Vec<KeyStatus>, LimitError> {
         let mut statuses = self.store.status(self.policy.within).await?;
         for status in &mut statuses {
+            let rule = rule_for(&status.key);
             status.remaining = self.limiter.remaining(&status.key, rule).await?;
         }
         Ok(statuses)

@@ -44,13 +44,15 @@ impl RetryBudget {
         }
     }
 
-    fn deposit(&self) {
+    /// Counts one call: earns `ratio` of a retry.
+    pub fn deposit(&self) {
         if let Ok(mut tokens) = self.tokens.lock() {
             *tokens = (*tokens + self.ratio).min(self.cap);
         }
     }
 
-    fn withdraw(&self) -> bool {
+    /// Takes one retry if the budget has one.
+    pub fn withdraw(&self) -> bool {
         match self.tokens.lock() {
             Ok(mut tokens) if *tokens >= 1.0 => {
                 *tokens -= 1.0;

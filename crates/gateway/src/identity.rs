@@ -1,0 +1,160 @@
+//! Identity at the edge: bearer tokens verified against the identity service's JWKS (remembered
+//! until they expire, so a client's next requests skip the signature check), the verified
+//! identity turned into `x-telar-*` headers for upstreams, and the same headers removed from
+//! whatever a client sends.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use telar_auth::{AuthError, Claims, Verifier};
+use telar_resilience::Rule;
+
+use crate::limits::RoleRules;
+
+/// Every header the gateway sets about the caller starts with this; clients cannot send them.
+pub const IDENTITY_PREFIX: &str = "x-telar-";
+pub const USER_HEADER: HeaderName = HeaderName::from_static("x-telar-user");
+pub const ROLES_HEADER: HeaderName = HeaderName::from_static("x-telar-roles");
+pub const PERMISSIONS_HEADER: HeaderName = HeaderName::from_static("x-telar-permissions");
+pub const ORG_HEADER: HeaderName = HeaderName::from_static("x-telar-org");
+
+/// A verified caller, with what every request of theirs needs precomputed.
+#[derive(Debug)]
+pub struct Identity {
+    pub claims: Claims,
+    /// The `x-telar-*` headers sent upstream.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Where this caller's requests are counted, and under which rule.
+    pub bucket: String,
+    pub rule: Rule,
+}
+
+impl Identity {
+    fn new(claims: Claims, rules: &RoleRules) -> Self {
+        let mut headers = Vec::with_capacity(4);
+        let mut push = |name: HeaderName, value: &str| {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.push((name, value));
+            }
+        };
+        push(USER_HEADER, &claims.sub);
+        push(ROLES_HEADER, &claims.roles.join(","));
+        push(PERMISSIONS_HEADER, &claims.permissions.join(","));
+        if let Some(org) = &claims.org_id {
+            push(ORG_HEADER, org);
+        }
+        let (bucket, rule) = rules.for_user(&claims.sub, &claims.roles);
+        Identity {
+            claims,
+            headers,
+            bucket,
+            rule,
+        }
+    }
+}
+
+/// Verifies tokens and remembers the good ones until they expire.
+#[derive(Clone)]
+pub struct EdgeAuth {
+    verifier: Verifier,
+    rules: Arc<RoleRules>,
+    cache: Arc<RwLock<HashMap<Box<str>, Arc<Identity>>>>,
+    capacity: usize,
+}
+
+impl EdgeAuth {
+    pub fn new(verifier: Verifier, rules: Arc<RoleRules>, capacity: usize) -> Self {
+        EdgeAuth {
+            verifier,
+            rules,
+            cache: Arc::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// The identity behind `token`. A remembered token is good until its `exp`; after that it
+    /// is verified again (and refused once past the verifier's leeway).
+    pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        let now = now_secs();
+        if let Ok(cache) = self.cache.read()
+            && let Some(identity) = cache.get(token)
+            && identity.claims.exp > now
+        {
+            return Ok(identity.clone());
+        }
+        let claims = self.verifier.verify(token).await?;
+        let identity = Arc::new(Identity::new(claims, &self.rules));
+        if identity.claims.exp > now
+            && let Ok(mut cache) = self.cache.write()
+        {
+            if cache.len() >= self.capacity {
+                cache.retain(|_, identity| identity.claims.exp > now);
+                if cache.len() >= self.capacity {
+                    cache.clear();
+                }
+            }
+            cache.insert(token.into(), identity.clone());
+        }
+        Ok(identity)
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Removes every `x-telar-*` header a client sent.
+pub fn strip_identity_headers(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(IDENTITY_PREFIX))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("bEaReR abc.def"),
+        );
+        assert_eq!(bearer(&headers), Some("abc.def"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer "));
+        assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(USER_HEADER, HeaderValue::from_static("admin"));
+        headers.append(ROLES_HEADER, HeaderValue::from_static("operador"));
+        headers.insert("X-Telar-Anything", HeaderValue::from_static("x"));
+        headers.insert("x-other", HeaderValue::from_static("kept"));
+        strip_identity_headers(&mut headers);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("x-other"));
+    }
+}
