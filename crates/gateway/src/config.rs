@@ -68,6 +68,22 @@ pub struct RouteConfig {
     pub max_body_bytes: Option<u64>,
 }
 
+impl RouteConfig {
+    /// A private route of `prefix` to `upstream`, forwarded unchanged.
+    pub fn new(prefix: impl Into<String>, upstream: impl Into<String>) -> Self {
+        RouteConfig {
+            prefix: prefix.into(),
+            upstream: upstream.into(),
+            public: false,
+            methods: Vec::new(),
+            strip_prefix: false,
+            rewrite: None,
+            timeout_ms: None,
+            max_body_bytes: None,
+        }
+    }
+}
+
 /// One upstream service: its instances and how it is protected.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

@@ -46,6 +46,25 @@ pub(crate) struct Inner {
     pub kit: KitConfig,
 }
 
+/// The client of a connection, with its address already in text (every request of the
+/// connection logs it and forwards it).
+pub struct Peer {
+    pub address: SocketAddr,
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    pub fn new(address: SocketAddr) -> Self {
+        let ip = HeaderValue::from_str(&address.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        Peer { address, ip }
+    }
+
+    fn ip_text(&self) -> &str {
+        self.ip.to_str().unwrap_or("")
+    }
+}
+
 /// What one request went through, for its log line and metrics.
 #[derive(Default)]
 struct Outcome {
@@ -155,7 +174,7 @@ impl Gateway {
     }
 
     /// Answers one request from `peer`.
-    pub async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<Body> {
         let started = Instant::now();
         if is_reserved(request.uri().path()) {
             let Some(ops) = self.inner.ops.get() else {
@@ -172,10 +191,7 @@ impl Gateway {
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .and_then(TraceParent::parse)
-            .map_or_else(TraceParent::new_root, |parent| TraceParent {
-                parent_id: TraceParent::new_root().parent_id,
-                ..parent
-            });
+            .map_or_else(TraceParent::new_root, |parent| parent.child());
         let method = request.method().clone();
         let uri = request.uri().clone();
         let mut outcome = Outcome::default();
@@ -215,8 +231,8 @@ impl Gateway {
         tracing::info!(
             target: "telar_gateway::access",
             request_id = request_id.to_str().unwrap_or(""),
-            trace_id = %trace.trace_id_hex(),
-            client = %peer.ip(),
+            trace_id = trace.trace_id_hex().as_str(),
+            client = peer.ip_text(),
             method = method.as_str(),
             path = uri.path(),
             route,
@@ -232,7 +248,7 @@ impl Gateway {
     async fn proxy(
         &self,
         request: Request<Incoming>,
-        peer: SocketAddr,
+        peer: &Peer,
         request_id: &HeaderValue,
         trace: &TraceParent,
         outcome: &mut Outcome,
@@ -279,11 +295,11 @@ impl Gateway {
             let (bucket, rule) = match &identity {
                 Some(identity) => (identity.bucket.as_str(), identity.rule),
                 None => {
-                    anonymous = limits.rules.for_address(peer.ip());
+                    anonymous = limits.rules.for_address(peer.address.ip());
                     (anonymous.0.as_str(), anonymous.1)
                 }
             };
-            match limits.check(bucket, rule, peer.ip()).await {
+            match limits.check(bucket, rule, peer.address.ip()).await {
                 Verdict::Allowed(decision) => outcome.decision = Some(decision),
                 Verdict::Exempt => {}
                 Verdict::Limited(decision) => {
@@ -313,7 +329,7 @@ impl Gateway {
                 headers.insert(name.clone(), value.clone());
             }
         }
-        headers::add_forwarded(headers, peer.ip());
+        headers::add_forwarded(headers, &peer.ip);
         headers.insert(REQUEST_ID, request_id.clone());
         if let Ok(value) = HeaderValue::from_str(&trace.to_header()) {
             headers.insert(TRACEPARENT, value);

@@ -1,8 +1,6 @@
 //! Header rules of a proxy: hop-by-hop fields stay on their hop (RFC 9110 §7.6.1), the
 //! forwarding trail is extended, request ids and trace context go on.
 
-use std::net::IpAddr;
-
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// Fields that describe one connection, never forwarded (plus whatever `Connection` names).
@@ -45,15 +43,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// Appends the client to `X-Forwarded-For` and records the original host and scheme.
-pub fn add_forwarded(headers: &mut HeaderMap, client: IpAddr) {
-    let client = client.to_string();
+pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
     let chain = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => format!("{previous}, {client}"),
-        None => client,
+        Some(previous) => {
+            HeaderValue::from_str(&format!("{previous}, {}", client.to_str().unwrap_or("")))
+                .unwrap_or_else(|_| client.clone())
+        }
+        None => client.clone(),
     };
-    if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert(FORWARDED_FOR, value);
-    }
+    headers.insert(FORWARDED_FOR, chain);
     if let Some(host) = headers.remove(header::HOST) {
         headers.insert(FORWARDED_HOST, host);
     }
@@ -121,7 +119,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("carpeta.gov.co"));
         headers.insert(FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
-        add_forwarded(&mut headers, IpAddr::from([10, 0, 0, 1]));
+        add_forwarded(&mut headers, &HeaderValue::from_static("10.0.0.1"));
         assert_eq!(headers[FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
         assert_eq!(headers[FORWARDED_HOST], "carpeta.gov.co");
         assert!(!headers.contains_key(header::HOST));

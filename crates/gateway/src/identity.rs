@@ -4,6 +4,7 @@
 //! whatever a client sends.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::sync::{Arc, RwLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -22,6 +23,8 @@ pub const ORG_HEADER: HeaderName = HeaderName::from_static("x-telar-org");
 /// A verified caller, with what every request of theirs needs precomputed.
 #[derive(Debug)]
 pub struct Identity {
+    /// The token this identity was verified from (a cache hit must match it exactly).
+    token: Box<str>,
     pub claims: Claims,
     /// The `x-telar-*` headers sent upstream.
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -31,7 +34,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn new(claims: Claims, rules: &RoleRules) -> Self {
+    fn new(token: &str, claims: Claims, rules: &RoleRules) -> Self {
         let mut headers = Vec::with_capacity(4);
         let mut push = |name: HeaderName, value: &str| {
             if let Ok(value) = HeaderValue::from_str(value) {
@@ -46,6 +49,7 @@ impl Identity {
         }
         let (bucket, rule) = rules.for_user(&claims.sub, &claims.roles);
         Identity {
+            token: token.into(),
             claims,
             headers,
             bucket,
@@ -59,7 +63,10 @@ impl Identity {
 pub struct EdgeAuth {
     verifier: Verifier,
     rules: Arc<RoleRules>,
-    cache: Arc<RwLock<HashMap<Box<str>, Arc<Identity>>>>,
+    /// Keyed by a hash of the token's signature (its last bytes): cheap to compute on every
+    /// request, and a hit still compares the whole token, so a collision is only a miss.
+    cache: Arc<RwLock<HashMap<u64, Arc<Identity>>>>,
+    hasher: RandomState,
     capacity: usize,
 }
 
@@ -69,6 +76,7 @@ impl EdgeAuth {
             verifier,
             rules,
             cache: Arc::default(),
+            hasher: RandomState::new(),
             capacity: capacity.max(1),
         }
     }
@@ -77,14 +85,17 @@ impl EdgeAuth {
     /// is verified again (and refused once past the verifier's leeway).
     pub async fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let now = now_secs();
+        let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
+        let key = self.hasher.hash_one(tail);
         if let Ok(cache) = self.cache.read()
-            && let Some(identity) = cache.get(token)
+            && let Some(identity) = cache.get(&key)
             && identity.claims.exp > now
+            && *identity.token == *token
         {
             return Ok(identity.clone());
         }
         let claims = self.verifier.verify(token).await?;
-        let identity = Arc::new(Identity::new(claims, &self.rules));
+        let identity = Arc::new(Identity::new(token, claims, &self.rules));
         if identity.claims.exp > now
             && let Ok(mut cache) = self.cache.write()
         {
@@ -94,7 +105,7 @@ impl EdgeAuth {
                     cache.clear();
                 }
             }
-            cache.insert(token.into(), identity.clone());
+            cache.insert(key, identity.clone());
         }
         Ok(identity)
     }

@@ -165,14 +165,38 @@ fn segment_match(path: &str, prefix: &str) -> bool {
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
-/// A path with `.` or `..` segments (plain or percent-encoded) could reach past its route once
-/// an upstream normalizes it: refused before routing.
+/// A path with `.` or `..` segments (plain or percent-encoded), or an encoded `/`, could reach
+/// past its route once an upstream normalizes it: refused before routing. No allocation: this
+/// runs on every request.
 pub fn has_dot_segments(path: &str) -> bool {
-    path.split('/').any(|segment| {
-        let lower = segment.to_ascii_lowercase();
-        let decoded = lower.replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    }) || path.to_ascii_lowercase().contains("%2f")
+    let bytes = path.as_bytes();
+    if !bytes.iter().any(|b| *b == b'.' || *b == b'%') {
+        return false;
+    }
+    let encoded_slash = bytes
+        .windows(3)
+        .any(|w| w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'));
+    encoded_slash || bytes.split(|b| *b == b'/').any(is_dot_segment)
+}
+
+/// `.` or `..`, each dot possibly written `%2e`.
+fn is_dot_segment(segment: &[u8]) -> bool {
+    let (mut dots, mut i) = (0, 0);
+    while i < segment.len() {
+        if segment[i] == b'.' {
+            i += 1;
+        } else if segment.len() - i >= 3
+            && segment[i] == b'%'
+            && segment[i + 1] == b'2'
+            && segment[i + 2].eq_ignore_ascii_case(&b'e')
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+        dots += 1;
+    }
+    dots == 1 || dots == 2
 }
 
 #[cfg(test)]
@@ -181,16 +205,7 @@ mod tests {
     use crate::config::{RouteConfig, UpstreamConfig};
 
     fn route(prefix: &str, upstream: &str) -> RouteConfig {
-        RouteConfig {
-            prefix: prefix.into(),
-            upstream: upstream.into(),
-            public: false,
-            methods: Vec::new(),
-            strip_prefix: false,
-            rewrite: None,
-            timeout_ms: None,
-            max_body_bytes: None,
-        }
+        RouteConfig::new(prefix, upstream)
     }
 
     fn table(routes: Vec<RouteConfig>) -> Result<RouteTable, String> {
@@ -255,6 +270,9 @@ mod tests {
         assert!(has_dot_segments("/api/%2E%2e/admin"));
         assert!(has_dot_segments("/api/./x"));
         assert!(has_dot_segments("/api/a%2Fb"));
+        assert!(has_dot_segments("/api/.%2E"));
         assert!(!has_dot_segments("/api/citizens/1.2/doc..pdf"));
+        assert!(!has_dot_segments("/api/.../x"));
+        assert!(!has_dot_segments("/api/%41"));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, Peer};
 
 impl Gateway {
     /// Serves on `listener` until `shutdown` resolves; then stops accepting, fails `/ready`, and
@@ -45,14 +46,15 @@ impl Gateway {
             };
             let _ = stream.set_nodelay(true);
             let gateway = self.clone();
+            let peer = Arc::new(Peer::new(peer));
             let service = service_fn(move |request| {
-                let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(gateway.handle(request, peer).await) }
+                let (gateway, peer) = (gateway.clone(), peer.clone());
+                async move { Ok::<_, Infallible>(gateway.handle(request, &peer).await) }
             });
             let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
             tokio::spawn(async move {
                 if let Err(error) = connection.await {
-                    tracing::debug!(%error, client = %peer, "connection closed with an error");
+                    tracing::debug!(%error, "connection closed with an error");
                 }
             });
         }

@@ -80,6 +80,22 @@ impl From<telar_sql::Error> for LimitError {
     }
 }
 
+/// The entry of `key`, allocating the key only the first time it is seen (this runs on every
+/// request a gateway limits).
+fn entry_of<'a>(
+    state: &'a mut HashMap<String, Entry>,
+    key: &str,
+    new: impl FnOnce() -> Entry,
+) -> &'a mut Entry {
+    if !state.contains_key(key) {
+        state.insert(key.to_owned(), new());
+    }
+    match state.get_mut(key) {
+        Some(entry) => entry,
+        None => unreachable!("inserted above"),
+    }
+}
+
 /// The wall clock in milliseconds since the epoch (SQL stores keep lease ends in it).
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -122,7 +138,7 @@ impl MemoryLimiter {
             Algorithm::Gcra => {
                 let interval = rule.window / limit;
                 let tolerance = rule.window.saturating_sub(interval);
-                let entry = state.entry(key.to_owned()).or_insert(Entry::Gcra(now));
+                let entry = entry_of(&mut state, key, || Entry::Gcra(now));
                 let Entry::Gcra(tat) = entry else {
                     *entry = Entry::Gcra(now);
                     return self_retry(rule);
@@ -142,9 +158,7 @@ impl MemoryLimiter {
                 }
             }
             Algorithm::SlidingWindow => {
-                let entry = state
-                    .entry(key.to_owned())
-                    .or_insert_with(|| Entry::Window(VecDeque::new()));
+                let entry = entry_of(&mut state, key, || Entry::Window(VecDeque::new()));
                 let Entry::Window(calls) = entry else {
                     *entry = Entry::Window(VecDeque::new());
                     return self_retry(rule);

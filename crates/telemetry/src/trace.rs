@@ -75,23 +75,28 @@ impl TraceParent {
     }
 
     pub fn trace_id_hex(&self) -> String {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         let mut text = String::with_capacity(32);
-        for byte in self.trace_id {
-            text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-            text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-        }
+        push_hex(&mut text, &self.trace_id);
         text
     }
 
-    /// The header value.
+    /// The header value (built without formatting machinery: a proxy writes one per request).
     pub fn to_header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            hex::encode(self.trace_id),
-            hex::encode(self.parent_id),
-            u8::from(self.sampled)
-        )
+        let mut text = String::with_capacity(55);
+        text.push_str("00-");
+        push_hex(&mut text, &self.trace_id);
+        text.push('-');
+        push_hex(&mut text, &self.parent_id);
+        text.push_str(if self.sampled { "-01" } else { "-00" });
+        text
+    }
+
+    /// The same context one hop further: same trace, a new id for this hop's span.
+    pub fn child(&self) -> Self {
+        let mut parent_id = [0u8; 8];
+        rand::rng().fill_bytes(&mut parent_id);
+        parent_id[0] |= 1;
+        TraceParent { parent_id, ..*self }
     }
 
     /// Makes `span` a child of this remote context in exported traces (no-op without OTLP).
@@ -187,5 +192,13 @@ mod tests {
         let b = TraceParent::new_root();
         assert_ne!(a.trace_id, b.trace_id);
         assert_eq!(TraceParent::parse(&a.to_header()), Some(a));
+    }
+}
+
+fn push_hex(text: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
 }

@@ -147,16 +147,7 @@ impl Issuer {
 }
 
 pub fn route(prefix: &str, upstream: &str) -> RouteConfig {
-    RouteConfig {
-        prefix: prefix.into(),
-        upstream: upstream.into(),
-        public: false,
-        methods: Vec::new(),
-        strip_prefix: false,
-        rewrite: None,
-        timeout_ms: None,
-        max_body_bytes: None,
-    }
+    RouteConfig::new(prefix, upstream)
 }
 
 pub fn upstream_config(urls: &[&str]) -> UpstreamConfig {
