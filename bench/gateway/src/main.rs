@@ -11,6 +11,9 @@ use telar_auth::{Claims, KeyRing, Verifier, VerifierConfig};
 use telar_gateway::{Gateway, GatewayConfig, LimitsConfig, RouteConfig, UpstreamConfig};
 use tokio::io::AsyncReadExt;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -232,6 +232,8 @@ pub struct EdgeConfig {
     pub max_header_bytes: usize,
     /// Request bodies beyond this get 413 (streamed, never buffered).
     pub max_body_bytes: u64,
+    /// Event loops serving connections (0: one per core).
+    pub workers: usize,
 }
 
 impl Default for EdgeConfig {
@@ -240,6 +242,7 @@ impl Default for EdgeConfig {
             header_read_timeout_ms: 10_000,
             max_header_bytes: 16 * 1024,
             max_body_bytes: 2 * 1024 * 1024 * 1024,
+            workers: 0,
         }
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct Inner {
     pub reload_error: Mutex<Option<String>>,
     pub metrics: RequestMetrics,
     pub kit: KitConfig,
+    /// Event loops serving connections, each with its own upstream pools.
+    pub workers: usize,
 }
 
 /// The client of a connection, with its address already in text (every request of the
@@ -93,7 +95,11 @@ impl Gateway {
             Some(path) => read_routes(path)?,
             None => config.table(),
         };
-        let table = RouteTable::compile(&routes, &config.edge, None)?;
+        let workers = match config.edge.workers {
+            0 => crate::server::default_workers(),
+            n => n,
+        };
+        let table = RouteTable::compile(&routes, &config.edge, workers, None)?;
         let rules = Arc::new(RoleRules::new(&config.limits));
         let limits = if config.limits.enabled {
             Some(EdgeLimits::new(&config.limits, rules.clone()).await?)
@@ -113,6 +119,7 @@ impl Gateway {
                 reload_error: Mutex::new(None),
                 metrics: RequestMetrics::default(),
                 kit,
+                workers,
             }),
         };
         let ops = crate::ops::router(&gateway);
@@ -125,7 +132,12 @@ impl Gateway {
     /// not compile is refused and the current one stays.
     pub fn reload(&self, routes: &RoutesConfig) -> Result<(), String> {
         let current = self.inner.table.load();
-        let table = RouteTable::compile(routes, &self.inner.config.edge, Some(&current))?;
+        let table = RouteTable::compile(
+            routes,
+            &self.inner.config.edge,
+            self.inner.workers,
+            Some(&current),
+        )?;
         self.inner.table.store(Arc::new(table));
         tracing::info!(routes = routes.routes.len(), "gateway routes reloaded");
         Ok(())

@@ -13,6 +13,7 @@ mod headers;
 mod identity;
 mod limits;
 mod ops;
+mod pool;
 mod proxy;
 mod routes;
 mod server;

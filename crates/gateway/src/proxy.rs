@@ -3,18 +3,17 @@
 //! and retries only where sending again is safe — idempotent methods without a body — within the
 //! upstream's retry budget.
 
-use std::error::Error as _;
-
 use axum::body::Body;
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{Method, Request, Response, Uri};
-use http_body_util::{LengthLimitError, Limited};
+use http_body_util::Limited;
 use hyper::body::Incoming;
 use telar_resilience::status_is_transient;
 
 use crate::error::GatewayError;
 use crate::headers;
+use crate::pool::{PooledBody, SendError};
 use crate::routes::Route;
 use crate::upstream::Instance;
 
@@ -45,31 +44,16 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// The origin-form target (`/path?query`) on `instance`.
 fn target(instance: &Instance, path: &str, query: Option<&str>) -> Result<Uri, GatewayError> {
     let path_and_query = match query {
         Some(query) => format!("{}{path}?{query}", instance.base_path),
         None if instance.base_path.is_empty() => path.to_owned(),
         None => format!("{}{path}", instance.base_path),
     };
-    let path_and_query = PathAndQuery::try_from(path_and_query)
-        .map_err(|_| GatewayError::BadRequest("invalid request path".into()))?;
-    Uri::builder()
-        .scheme(instance.scheme.clone())
-        .authority(instance.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
+    PathAndQuery::try_from(path_and_query)
+        .map(Uri::from)
         .map_err(|_| GatewayError::BadRequest("invalid request path".into()))
-}
-
-fn too_large(error: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = error.source();
-    while let Some(cause) = source {
-        if cause.is::<LengthLimitError>() {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// Sends the request (headers already rewritten) and returns the upstream's answer, streaming.
@@ -79,7 +63,7 @@ pub async fn forward(
     mut parts: Parts,
     body: Incoming,
     failures: &mut Vec<Failure>,
-) -> Result<Response<Incoming>, GatewayError> {
+) -> Result<Response<PooledBody>, GatewayError> {
     let upstream = &route.upstream;
     let path = route.upstream_path(parts.uri.path());
     let query = parts.uri.query();
@@ -111,7 +95,10 @@ pub async fn forward(
         } else {
             parts.headers.clone()
         };
-        let sent = tokio::time::timeout(route.timeout, upstream.client.request(request)).await;
+        request
+            .headers_mut()
+            .insert(http::header::HOST, instance.host.clone());
+        let sent = tokio::time::timeout(route.timeout, instance.pool.send(request)).await;
         let (failure, error) = match sent {
             Ok(Ok(response)) if !status_is_transient(response.status().as_u16()) => {
                 permit.success();
@@ -125,7 +112,7 @@ pub async fn forward(
                 }
                 (Failure::Status, None)
             }
-            Ok(Err(error)) if too_large(&error) => {
+            Ok(Err(error)) if error.body_too_large() => {
                 // The client's fault, not the upstream's: the permit counts nothing.
                 drop(permit);
                 return Err(GatewayError::PayloadTooLarge {
@@ -134,13 +121,14 @@ pub async fn forward(
             }
             Ok(Err(error)) => {
                 permit.failure();
-                let failure = if error.is_connect() {
+                let connect = matches!(error, SendError::Connect { .. });
+                let failure = if connect {
                     Failure::Connect
                 } else {
                     Failure::Protocol
                 };
                 tracing::debug!(upstream = %upstream.name, error = %error, "upstream call failed");
-                let mapped = if error.is_connect() {
+                let mapped = if connect {
                     GatewayError::Unavailable {
                         upstream: upstream.name.clone(),
                         retry_after: None,

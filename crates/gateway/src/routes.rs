@@ -67,6 +67,7 @@ impl RouteTable {
     pub fn compile(
         config: &RoutesConfig,
         edge: &EdgeConfig,
+        workers: usize,
         previous: Option<&RouteTable>,
     ) -> Result<Self, String> {
         let mut upstreams: HashMap<&str, Arc<Upstream>> = HashMap::new();
@@ -80,7 +81,7 @@ impl RouteTable {
             });
             let upstream = match kept {
                 Some(kept) => kept,
-                None => Arc::new(Upstream::new(name, upstream)?),
+                None => Arc::new(Upstream::new(name, upstream, workers)?),
             };
             upstreams.insert(name.as_str(), upstream);
         }
@@ -221,7 +222,7 @@ mod tests {
             ]
             .into(),
         };
-        RouteTable::compile(&config, &EdgeConfig::default(), None)
+        RouteTable::compile(&config, &EdgeConfig::default(), 1, None)
     }
 
     #[test]

@@ -4,21 +4,24 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use axum::body::Body;
+use std::sync::Arc;
+
+use http::HeaderValue;
 use http::uri::{Authority, Scheme};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use telar_resilience::{BreakerConfig, CircuitBreaker, Permit, Retry, RetryBudget};
 
 use crate::config::UpstreamConfig;
+use crate::pool::InstancePool;
 
 pub struct Instance {
-    pub scheme: Scheme,
     pub authority: Authority,
     /// Path the instance is mounted under, without a trailing slash (usually empty).
     pub base_path: String,
+    /// The `Host` header upstream requests carry.
+    pub host: HeaderValue,
     pub breaker: CircuitBreaker,
+    /// Keep-alive connections, per gateway worker.
+    pub pool: Arc<InstancePool>,
 }
 
 pub struct Upstream {
@@ -29,12 +32,10 @@ pub struct Upstream {
     pub timeout: Duration,
     pub retry: Retry,
     pub budget: RetryBudget,
-    /// Pooled keep-alive connections to the instances.
-    pub client: Client<HttpConnector, Body>,
 }
 
 impl Upstream {
-    pub fn new(name: &str, config: &UpstreamConfig) -> Result<Self, String> {
+    pub fn new(name: &str, config: &UpstreamConfig, workers: usize) -> Result<Self, String> {
         if config.instances.is_empty() {
             return Err(format!("upstream `{name}` has no instances"));
         }
@@ -64,8 +65,14 @@ impl Upstream {
                     .authority()
                     .cloned()
                     .ok_or_else(|| format!("upstream `{name}`: instance `{url}` has no host"))?;
+                let port = authority.port_u16().unwrap_or(80);
+                let address = format!("{}:{port}", authority.host());
+                let host = HeaderValue::from_str(authority.as_str())
+                    .map_err(|e| format!("upstream `{name}`: instance `{url}`: {e}"))?;
+                let connect = Duration::from_millis(config.connect_timeout_ms);
                 Ok(Instance {
-                    scheme: Scheme::HTTP,
+                    pool: Arc::new(InstancePool::new(address, connect, workers)),
+                    host,
                     authority,
                     base_path: uri.path().trim_end_matches('/').to_owned(),
                     breaker: CircuitBreaker::new(format!("gateway.{name}.{index}"), breaker),
@@ -76,17 +83,7 @@ impl Upstream {
             Duration::from_millis(config.retry_backoff_ms),
             Duration::from_millis(config.retry_backoff_ms.saturating_mul(8)),
         );
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Ok(Upstream {
-            client,
             name: name.to_owned(),
             config: config.clone(),
             instances,

@@ -170,7 +170,7 @@ impl FieldWriter<'_> {
         let name = field.name();
         self.0.push(b',');
         // Field names are identifiers in practice; escape only the rare one that needs it.
-        if name.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        if !needs_escape(name) {
             self.0.push(b'"');
             self.0.extend_from_slice(name.as_bytes());
             self.0.push(b'"');
@@ -202,13 +202,36 @@ impl Visit for FieldWriter<'_> {
         self.json(field, &value);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.json(field, value);
+        self.name(field);
+        push_json_str(self.0, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         self.json(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        self.json(field, &format!("{value:?}"));
+        self.name(field);
+        push_json_str(self.0, &format!("{value:?}"));
+    }
+}
+
+/// Whether `text` has a byte JSON must escape. No early exit: the loop is vectorized, which
+/// beats stopping early on the short strings logs carry.
+fn needs_escape(text: &str) -> bool {
+    text.bytes().fold(false, |found, b| {
+        found | (b < 0x20) | (b == b'"') | (b == b'\\')
+    })
+}
+
+/// A JSON string. Most logged strings (ids, paths, routes, messages) need no escaping: they are
+/// copied in one go, and only the others go through serde_json's escaper.
+fn push_json_str(line: &mut Vec<u8>, value: &str) {
+    if !needs_escape(value) {
+        line.reserve(value.len() + 2);
+        line.push(b'"');
+        line.extend_from_slice(value.as_bytes());
+        line.push(b'"');
+    } else if serde_json::to_writer(&mut *line, value).is_err() {
+        line.extend_from_slice(b"null");
     }
 }
 
@@ -250,7 +273,7 @@ where
         line.extend_from_slice(b"\",\"level\":");
         line.extend_from_slice(level_json(event.metadata().level()));
         line.extend_from_slice(b",\"target\":");
-        let _ = serde_json::to_writer(&mut line, event.metadata().target());
+        push_json_str(&mut line, event.metadata().target());
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(fields) = span.extensions().get::<SpanFields>() {
