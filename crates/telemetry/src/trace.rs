@@ -159,6 +159,14 @@ where
     Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
 }
 
+fn push_hex(text: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in bytes {
+        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,13 +200,5 @@ mod tests {
         let b = TraceParent::new_root();
         assert_ne!(a.trace_id, b.trace_id);
         assert_eq!(TraceParent::parse(&a.to_header()), Some(a));
-    }
-}
-
-fn push_hex(text: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
 }
