@@ -1,26 +1,77 @@
 //! The services this binary can run, by name: how each is built from the settings.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use anyhow::{Context, bail};
+use telar_gateway::Gateway;
 use telar_kit::Service;
 use telar_sql::Db;
+use tokio::net::TcpListener;
 
 use crate::settings::Settings;
 
-/// Every service `telar serve` accepts, in start order.
-pub const NAMES: &[&str] = &[telar_carpeta_hub_sim::NAME];
+/// Every service `telar serve` accepts, in start order (the gateway last: it fronts the rest).
+pub const NAMES: &[&str] = &[
+    telar_identity::NAME,
+    telar_carpeta_hub_sim::NAME,
+    telar_gateway::NAME,
+];
+
+/// A service ready to serve: a kit service, or the gateway (its own HTTP server).
+pub enum Runnable {
+    Kit(Service),
+    Gateway(Gateway),
+}
+
+type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+impl Runnable {
+    pub fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Serving {
+        match self {
+            Runnable::Kit(service) => Box::pin(service.run(listener, shutdown)),
+            Runnable::Gateway(gateway) => Box::pin(gateway.run(listener, shutdown)),
+        }
+    }
+}
+
+/// Upstream instances and the JWKS URL may name a service of this system (`service://identity`):
+/// it becomes that service's address here.
+fn resolve_gateway_urls(
+    config: &mut telar_gateway::GatewayConfig,
+    settings: &Settings,
+) -> Result<(), String> {
+    for upstream in config.upstreams.values_mut() {
+        for instance in &mut upstream.instances {
+            *instance = settings.resolve_service_url(instance)?;
+        }
+    }
+    if let Some(url) = &config.auth.jwks_url {
+        config.auth.jwks_url = Some(settings.resolve_service_url(url)?);
+    }
+    Ok(())
+}
 
 /// A built service and where its data lives.
 pub struct Built {
-    pub service: Service,
+    pub service: Runnable,
     pub data: String,
+}
+
+async fn database(name: &str, settings: &Settings) -> anyhow::Result<Db> {
+    Db::connect(&settings.database, name)
+        .await
+        .with_context(|| format!("opening the database of {name}"))
 }
 
 pub async fn build(name: &str, settings: &Settings) -> anyhow::Result<Built> {
     match name {
         telar_carpeta_hub_sim::NAME => {
-            let db = Db::connect(&settings.database, name)
-                .await
-                .with_context(|| format!("opening the database of {name}"))?;
+            let db = database(name, settings).await?;
             let data = db.location().to_owned();
             let service = telar_carpeta_hub_sim::build(
                 db,
@@ -29,7 +80,38 @@ pub async fn build(name: &str, settings: &Settings) -> anyhow::Result<Built> {
             )
             .await
             .with_context(|| format!("preparing {name}"))?;
-            Ok(Built { service, data })
+            Ok(Built {
+                service: Runnable::Kit(service),
+                data,
+            })
+        }
+        telar_identity::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let mut config = settings.services.identity.settings.clone();
+            if config.keys_secret.is_none() {
+                config.keys_secret = std::env::var("TELAR_IDENTITY_KEYS_SECRET").ok();
+            }
+            let (service, _accounts) = telar_identity::build(db, config, settings.http.clone())
+                .await
+                .with_context(|| format!("preparing {name}"))?;
+            Ok(Built {
+                service: Runnable::Kit(service),
+                data,
+            })
+        }
+        telar_gateway::NAME => {
+            let mut config = settings.services.gateway.settings.clone();
+            resolve_gateway_urls(&mut config, settings)
+                .map_err(|e| anyhow::anyhow!("services.gateway.settings: {e}"))?;
+            let verifier = telar_gateway::verifier(&config.auth);
+            let gateway = Gateway::build(config, settings.http.clone(), verifier)
+                .await
+                .map_err(|e| anyhow::anyhow!("preparing {name}: {e}"))?;
+            Ok(Built {
+                service: Runnable::Gateway(gateway),
+                data: "none (routes and limits in memory)".into(),
+            })
         }
         other => bail!("unknown service `{other}`"),
     }

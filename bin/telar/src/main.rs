@@ -8,6 +8,10 @@ mod settings;
 
 use clap::Parser;
 
+/// mimalloc: the proxy and JSON paths allocate on every request; measured in bench/run gateway.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -29,8 +29,21 @@ pub async fn run(settings: Settings, names: Vec<String>) -> Result<(), CommandEr
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut started = Vec::new();
+    // Every port first: services that call each other (the gateway's upstreams, its JWKS) are
+    // told the real addresses, including those picked by the system (port 0).
+    let mut listeners = Vec::new();
+    let mut settings = settings;
     for name in &names {
-        match start_one(name, &settings, &stop_rx, &mut tasks).await {
+        let listener = match bind(name, &settings).await {
+            Ok(listener) => listener,
+            Err(error) => return Err(error.into()),
+        };
+        let port = listener.local_addr().map_err(anyhow::Error::from)?.port();
+        settings.set_port(name, port);
+        listeners.push(listener);
+    }
+    for (name, listener) in names.iter().zip(listeners) {
+        match start_one(name, listener, &settings, &stop_rx, &mut tasks).await {
             Ok(service) => started.push(service),
             Err(error) => {
                 let _ = stop_tx.send(true);
@@ -66,18 +79,22 @@ pub async fn run(settings: Settings, names: Vec<String>) -> Result<(), CommandEr
     outcome.map_err(CommandError::from)
 }
 
+async fn bind(name: &str, settings: &Settings) -> anyhow::Result<TcpListener> {
+    let (host, port) = settings
+        .address_of(name)
+        .with_context(|| format!("unknown service `{name}`"))?;
+    TcpListener::bind((host.as_str(), port)).await.with_context(|| {
+        format!("cannot listen on {host}:{port} for {name}; is it already running? change services.{name}.port")
+    })
+}
+
 async fn start_one(
     name: &str,
+    listener: TcpListener,
     settings: &Settings,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<std::io::Result<()>>,
 ) -> anyhow::Result<Started> {
-    let (host, port) = settings
-        .address_of(name)
-        .with_context(|| format!("unknown service `{name}`"))?;
-    let listener = TcpListener::bind((host.as_str(), port)).await.with_context(|| {
-        format!("cannot listen on {host}:{port} for {name}; is it already running? change services.{name}.port")
-    })?;
     let address = listener.local_addr()?;
     let built = catalog::build(name, settings).await?;
     let mut stop = stop.clone();
@@ -141,6 +158,9 @@ fn print_table(settings: &Settings, started: &[Started], states: &[String], elap
         settings.system,
         elapsed.as_millis()
     ));
+    if let Some(gateway) = started.iter().find(|s| s.name == "gateway") {
+        out.push_str(&format!("  Clients enter at {}\n\n", gateway.url));
+    }
     out.push_str(&format!(
         "  {:width$}  {:url_width$}  {:9}  DOCS\n",
         "SERVICE", "URL", "STATE"

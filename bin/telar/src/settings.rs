@@ -10,6 +10,8 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use telar_carpeta_hub_sim::HubSimConfig;
+use telar_gateway::GatewayConfig;
+use telar_identity::IdentityConfig;
 use telar_kit::KitConfig;
 use telar_sql::{Backend, DbConfig};
 use telar_telemetry::TelemetryConfig;
@@ -33,6 +35,8 @@ pub struct Settings {
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Services {
+    pub gateway: ServiceEntry<GatewayConfig>,
+    pub identity: ServiceEntry<IdentityConfig>,
     #[serde(rename = "hub-sim")]
     pub hub_sim: ServiceEntry<HubSimConfig>,
 }
@@ -171,8 +175,31 @@ impl Settings {
 
     /// (name, host, port, enabled) of every known service.
     pub fn service_addresses(&self) -> Vec<(&'static str, &str, u16, bool)> {
-        let hub = &self.services.hub_sim;
-        vec![("hub-sim", hub.host.as_str(), hub.port, hub.enabled)]
+        let Services {
+            gateway,
+            identity,
+            hub_sim,
+        } = &self.services;
+        vec![
+            (
+                "identity",
+                identity.host.as_str(),
+                identity.port,
+                identity.enabled,
+            ),
+            (
+                "hub-sim",
+                hub_sim.host.as_str(),
+                hub_sim.port,
+                hub_sim.enabled,
+            ),
+            (
+                "gateway",
+                gateway.host.as_str(),
+                gateway.port,
+                gateway.enabled,
+            ),
+        ]
     }
 
     pub fn enabled_services(&self) -> Vec<String> {
@@ -181,6 +208,28 @@ impl Settings {
             .filter(|(_, _, _, enabled)| *enabled)
             .map(|(name, ..)| name.to_owned())
             .collect()
+    }
+
+    /// Records where `service` really listens (after binding port 0).
+    pub fn set_port(&mut self, service: &str, port: u16) {
+        match service {
+            "gateway" => self.services.gateway.port = port,
+            "identity" => self.services.identity.port = port,
+            "hub-sim" => self.services.hub_sim.port = port,
+            _ => {}
+        }
+    }
+
+    /// `service://NAME/path` → `http://HOST:PORT/path` of that service; other URLs unchanged.
+    pub fn resolve_service_url(&self, url: &str) -> Result<String, String> {
+        let Some(rest) = url.strip_prefix("service://") else {
+            return Ok(url.to_owned());
+        };
+        let (name, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+        let (host, port) = self
+            .address_of(name)
+            .ok_or_else(|| format!("`{url}`: no service named `{name}`"))?;
+        Ok(format!("http://{host}:{port}{path}"))
     }
 
     pub fn address_of(&self, service: &str) -> Option<(String, u16)> {
@@ -252,9 +301,13 @@ fn is_origin(origin: &str) -> bool {
 
 /// Unset optional keys are left out (TOML has no null).
 fn drop_nulls(value: &mut Value) {
-    if let Value::Object(map) = value {
-        map.retain(|_, child| !child.is_null());
-        map.values_mut().for_each(drop_nulls);
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, child| !child.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 

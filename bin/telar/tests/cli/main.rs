@@ -1,5 +1,6 @@
 //! The `telar` binary as a user runs it.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -137,15 +138,22 @@ fn serve_refuses_unknown_services() {
     );
 }
 
-/// Starts `telar` with `args`, reads stderr until the table shows hub-sim's URL.
+/// Starts `telar` with `args` (every service on a free port), reads stderr until the table is
+/// complete and returns each service's URL; every listed service must be ready.
 fn start(
     args: &[&str],
     envs: &[(&str, String)],
-) -> (Child, String, std::thread::JoinHandle<String>) {
+) -> (
+    Child,
+    BTreeMap<String, String>,
+    std::thread::JoinHandle<String>,
+) {
     let mut child = telar()
         .args(args)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
         .env("TELAR_SERVICES__HUB_SIM__PORT", "0")
+        .env("TELAR_SERVICES__GATEWAY__PORT", "0")
+        .env("TELAR_SERVICES__IDENTITY__PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -159,27 +167,27 @@ fn start(
     });
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
-    let mut url = None;
+    let mut urls = BTreeMap::new();
     let mut seen = String::new();
     for line in lines.by_ref() {
         let line = line.unwrap_or_default();
         seen.push_str(&line);
         seen.push('\n');
-        if line.trim_start().starts_with("hub-sim ") && line.contains("http://") {
-            assert_eq!(line.split_whitespace().nth(2), Some("ready"), "{line}");
-            url = line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .map(str::to_owned);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() >= 3 && words[1].starts_with("http://") {
+            assert_eq!(words[2], "ready", "{line}");
+            urls.insert(words[0].to_owned(), words[1].to_owned());
+        }
+        if line.contains("Ctrl-C drains") {
             break;
         }
     }
-    let url = url.unwrap_or_else(|| panic!("no URL printed:\n{seen}"));
+    assert!(!urls.is_empty(), "no URL printed:\n{seen}");
     let rest = std::thread::spawn(move || {
         let stderr: String = lines.map(|l| l.unwrap_or_default() + "\n").collect();
         stderr + &logs.join().unwrap_or_default()
     });
-    (child, url, rest)
+    (child, urls, rest)
 }
 
 fn terminate(child: &Child) {
@@ -217,17 +225,43 @@ async fn register_and_check(url: &str) {
     assert_eq!(validated.status(), 200);
 }
 
+/// The gateway `telar up` starts routes to the identity service it started (found through
+/// `service://identity`, on whatever port it got) and answers unknown paths itself.
+async fn gateway_fronts_identity(gateway: &str) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let jwks: serde_json::Value = client
+        .get(format!("{gateway}/identity/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("jwks")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(jwks["keys"][0]["alg"], "EdDSA");
+    let unknown = client
+        .get(format!("{gateway}/nowhere"))
+        .send()
+        .await
+        .expect("unknown");
+    assert_eq!(unknown.status(), 404);
+    assert!(unknown.headers().contains_key("x-request-id"));
+}
+
 #[tokio::test]
 async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut child, url, rest) = start(
+    let (mut child, urls, rest) = start(
         &["up"],
         &[(
             "TELAR_DATABASE__SQLITE__DIR",
             dir.path().display().to_string(),
         )],
     );
-    register_and_check(&url).await;
+    register_and_check(&urls["hub-sim"]).await;
+    gateway_fronts_identity(&urls["gateway"]).await;
     assert!(
         dir.path().join("hub-sim.db").exists(),
         "state in its own SQLite file"
@@ -252,7 +286,7 @@ async fn serve_runs_one_service_on_postgres() {
     let url = std::env::var("TELAR_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let prefix = format!("cli_{}_", std::process::id());
-    let (mut child, base, rest) = start(
+    let (mut child, urls, rest) = start(
         &[
             "--config",
             concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/distributed.toml"),
@@ -264,7 +298,7 @@ async fn serve_runs_one_service_on_postgres() {
             ("TELAR_DATABASE__POSTGRES__SCHEMA_PREFIX", prefix),
         ],
     );
-    register_and_check(&base).await;
+    register_and_check(&urls["hub-sim"]).await;
     terminate(&child);
     assert!(child.wait().expect("wait").success());
     assert!(rest.join().unwrap_or_default().contains("stopped"));
