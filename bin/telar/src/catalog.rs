@@ -20,7 +20,7 @@ pub const NAMES: &[&str] = &[
 
 /// A service ready to serve: a kit service, or the gateway (its own HTTP server).
 pub enum Runnable {
-    Kit(Service),
+    Kit(Box<Service>),
     Gateway(Gateway),
 }
 
@@ -81,7 +81,7 @@ pub async fn build(name: &str, settings: &Settings) -> anyhow::Result<Built> {
             .await
             .with_context(|| format!("preparing {name}"))?;
             Ok(Built {
-                service: Runnable::Kit(service),
+                service: Runnable::Kit(Box::new(service)),
                 data,
             })
         }
@@ -96,7 +96,7 @@ pub async fn build(name: &str, settings: &Settings) -> anyhow::Result<Built> {
                 .await
                 .with_context(|| format!("preparing {name}"))?;
             Ok(Built {
-                service: Runnable::Kit(service),
+                service: Runnable::Kit(Box::new(service)),
                 data,
             })
         }
