@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use telar_auth::{AuthError, Verifier, VerifierConfig};
 use telar_kit::{KitConfig, RequestMetrics};
 use telar_resilience::{Decision, Verdict};
-use telar_telemetry::TraceParent;
+use telar_telemetry::{LogLine, TraceParent};
 use tower::ServiceExt;
 
 use crate::config::{EdgeAuthConfig, GatewayConfig, RoutesConfig};
@@ -240,20 +240,31 @@ impl Gateway {
             )
             .increment(1);
         }
-        tracing::info!(
-            target: "telar_gateway::access",
-            request_id = request_id.to_str().unwrap_or(""),
-            trace_id = trace.trace_id_hex().as_str(),
-            client = peer.ip_text(),
-            method = method.as_str(),
-            path = uri.path(),
-            route,
-            upstream = upstream.unwrap_or("-"),
-            user = outcome.identity.as_ref().map_or("-", |i| i.claims.sub.as_str()),
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+        if tracing::enabled!(target: "telar_gateway::access", tracing::Level::INFO)
+            && let Some(mut line) = LogLine::info("telar_gateway::access")
+        {
+            // Written directly (same shape as every log line): one per request, so it skips
+            // tracing's dispatch.
+            line.str("service", NAME)
+                .str("request_id", request_id.to_str().unwrap_or(""))
+                .str("trace_id", trace.trace_id_hex().as_str())
+                .str("client", peer.ip_text())
+                .str("method", method.as_str())
+                .str("path", uri.path())
+                .str("route", route)
+                .str("upstream", upstream.unwrap_or("-"))
+                .str(
+                    "user",
+                    outcome
+                        .identity
+                        .as_ref()
+                        .map_or("-", |i| i.claims.sub.as_str()),
+                )
+                .u64("status", u64::from(status))
+                .f64("duration_ms", elapsed.as_secs_f64() * 1000.0)
+                .str("message", "request");
+            line.emit();
+        }
         response
     }
 

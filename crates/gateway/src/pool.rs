@@ -100,7 +100,9 @@ impl InstancePool {
         .map_err(|_| failed("timed out".into()))?
         .map_err(|e| failed(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
             .await
             .map_err(|e| failed(e.to_string()))?;
         tokio::spawn(async move {

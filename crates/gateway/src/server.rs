@@ -133,7 +133,8 @@ impl Gateway {
         http.timer(TokioTimer::new())
             .header_read_timeout(Duration::from_millis(edge.header_read_timeout_ms))
             .max_buf_size(edge.max_header_bytes.max(8192))
-            .keep_alive(true);
+            .keep_alive(true)
+            .writev(false);
         runtime.block_on(async move {
             while let Some((stream, peer, watcher)) = connections.recv().await {
                 let _ = stream.set_nodelay(true);

@@ -35,7 +35,8 @@ pub struct JsonLogLayer {
     sink: Sink,
 }
 
-enum Sink {
+#[derive(Clone)]
+pub(crate) enum Sink {
     Stdout(Arc<StdoutWriter>),
     Buffer(Arc<Mutex<Vec<u8>>>),
 }
@@ -58,7 +59,18 @@ impl JsonLogLayer {
     }
 
     fn write_line(&self, line: &[u8]) {
-        match &self.sink {
+        self.sink.write(line);
+    }
+
+    /// Where this layer writes (for lines written without tracing, see `LogLine`).
+    pub(crate) fn sink(&self) -> Sink {
+        self.sink.clone()
+    }
+}
+
+impl Sink {
+    pub(crate) fn write(&self, line: &[u8]) {
+        match self {
             Sink::Stdout(writer) => writer.append(line),
             Sink::Buffer(buffer) => {
                 if let Ok(mut buffer) = buffer.lock() {
@@ -214,17 +226,34 @@ impl Visit for FieldWriter<'_> {
     }
 }
 
-/// Whether `text` has a byte JSON must escape. No early exit: the loop is vectorized, which
-/// beats stopping early on the short strings logs carry.
-fn needs_escape(text: &str) -> bool {
-    text.bytes().fold(false, |found, b| {
-        found | (b < 0x20) | (b == b'"') | (b == b'\\')
-    })
+/// Whether `text` has a byte JSON must escape (a control character, `"` or `\`), eight bytes
+/// at a time (the bit tricks of "Bit Twiddling Hacks": hasless / haszero, exact as a boolean).
+pub(crate) fn needs_escape(text: &str) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
+    let mut chunks = text.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word);
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
+        if control
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
 }
 
 /// A JSON string. Most logged strings (ids, paths, routes, messages) need no escaping: they are
 /// copied in one go, and only the others go through serde_json's escaper.
-fn push_json_str(line: &mut Vec<u8>, value: &str) {
+pub(crate) fn push_json_str(line: &mut Vec<u8>, value: &str) {
     if !needs_escape(value) {
         line.reserve(value.len() + 2);
         line.push(b'"');
@@ -235,7 +264,7 @@ fn push_json_str(line: &mut Vec<u8>, value: &str) {
     }
 }
 
-fn level_json(level: &tracing::Level) -> &'static [u8] {
+pub(crate) fn level_json(level: &tracing::Level) -> &'static [u8] {
     match *level {
         tracing::Level::ERROR => b"\"error\"",
         tracing::Level::WARN => b"\"warn\"",
@@ -267,13 +296,7 @@ where
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let mut line = Vec::with_capacity(512);
-        line.extend_from_slice(b"{\"timestamp\":\"");
-        let _ = OffsetDateTime::now_utc().format_into(&mut line, &Rfc3339);
-        line.extend_from_slice(b"\",\"level\":");
-        line.extend_from_slice(level_json(event.metadata().level()));
-        line.extend_from_slice(b",\"target\":");
-        push_json_str(&mut line, event.metadata().target());
+        let mut line = line_start(event.metadata().level(), event.metadata().target());
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 if let Some(fields) = span.extensions().get::<SpanFields>() {
@@ -287,12 +310,39 @@ where
     }
 }
 
+/// `{"timestamp":…,"level":…,"target":…` — how every line starts.
+pub(crate) fn line_start(level: &tracing::Level, target: &str) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    line.extend_from_slice(b"{\"timestamp\":\"");
+    let _ = OffsetDateTime::now_utc().format_into(&mut line, &Rfc3339);
+    line.extend_from_slice(b"\",\"level\":");
+    line.extend_from_slice(level_json(level));
+    line.extend_from_slice(b",\"target\":");
+    push_json_str(&mut line, target);
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::Value;
     use tracing_subscriber::layer::SubscriberExt;
 
     use super::*;
+
+    #[test]
+    fn escaping_is_spotted_at_every_position() {
+        assert!(!needs_escape(
+            "01a20b14-0034-771d-9082-386b44a62e0e/api/ciudadanos/ñandú"
+        ));
+        for bad in ['"', '\\', '\n', '\u{1}', '\u{1f}'] {
+            for at in 0..20 {
+                let mut text: String = "x".repeat(20);
+                text.replace_range(at..=at, &bad.to_string());
+                assert!(needs_escape(&text), "{bad:?} at {at}");
+            }
+        }
+        assert!(!needs_escape(&"\u{7f}é~ ".repeat(9)));
+    }
 
     #[test]
     fn lines_carry_the_fields_of_enclosing_spans() {

@@ -4,11 +4,13 @@
 
 mod config;
 mod json_log;
+mod line;
 mod prometheus;
 mod trace;
 
 pub use config::{LogConfig, OtlpConfig, TelemetryConfig};
 pub use json_log::{JsonLogLayer, LogSink};
+pub use line::LogLine;
 pub use prometheus::{install_metrics, render_metrics};
 pub use trace::{TraceParent, current_trace_id};
 
@@ -63,6 +65,7 @@ pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, E
     })?;
     let json = JsonLogLayer::new(LogSink::Stdout);
     let writer = json.stdout_writer();
+    let sink = json.sink();
     // One global filter (not a per-layer one): cheaper on the hot path, and spans exported over
     // OTLP follow the same level as logs.
     let (otel_layer, provider) = if config.otlp.enabled {
@@ -77,6 +80,7 @@ pub fn init(config: &TelemetryConfig, process: &str) -> Result<TelemetryGuard, E
         .with(otel_layer)
         .try_init()
         .map_err(|_| Error::AlreadyInstalled)?;
+    line::install(sink);
     OTLP_ACTIVE.store(provider.is_some(), std::sync::atomic::Ordering::Relaxed);
     Ok(TelemetryGuard {
         provider,
