@@ -376,10 +376,24 @@ const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remai
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 fn rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
-    headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
-    headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
     let reset = decision.retry_after.as_millis().div_ceil(1000);
-    headers.insert(RATELIMIT_RESET, HeaderValue::from(reset as u64));
+    headers.insert(RATELIMIT_LIMIT, number(u64::from(decision.limit)));
+    headers.insert(RATELIMIT_REMAINING, number(u64::from(decision.remaining)));
+    headers.insert(
+        RATELIMIT_RESET,
+        number(u64::try_from(reset).unwrap_or(u64::MAX)),
+    );
+}
+
+/// A header value for a count. The small ones every response carries are made once.
+fn number(value: u64) -> HeaderValue {
+    static SMALL: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
+    let small = SMALL.get_or_init(|| (0..=1024u64).map(HeaderValue::from).collect());
+    usize::try_from(value)
+        .ok()
+        .and_then(|index| small.get(index))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(value))
 }
 
 fn is_reserved(path: &str) -> bool {

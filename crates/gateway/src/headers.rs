@@ -75,11 +75,21 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
             !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
         })
         .cloned()
-        .unwrap_or_else(|| {
-            let mut buffer = uuid::Uuid::encode_buffer();
-            let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buffer);
-            HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("unknown"))
-        })
+        .unwrap_or_else(new_request_id)
+}
+
+/// A UUID v7 (time-ordered) from the clock and the thread's random generator: `Uuid::now_v7`
+/// keeps a process-wide monotonic context this path does not need (ids only have to be
+/// unique, not strictly ordered within a millisecond).
+fn new_request_id() -> HeaderValue {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let random: [u8; 10] = rand::random();
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer))
+        .unwrap_or(HeaderValue::from_static("unknown"))
 }
 
 /// The declared body length, if any.

@@ -120,7 +120,9 @@ fn now_secs() -> i64 {
 
 /// The token of an `Authorization: Bearer …` header (scheme case-insensitive).
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    // UTF-8 check rather than `to_str`'s byte-by-byte one: the token is long and this runs on
+    // every request; the verifier refuses anything that is not base64url anyway.
+    let value = std::str::from_utf8(headers.get(header::AUTHORIZATION)?.as_bytes()).ok()?;
     let (scheme, token) = value.split_once(' ')?;
     let token = token.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
