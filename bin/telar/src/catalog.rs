@@ -14,13 +14,35 @@ use crate::settings::Settings;
 /// Every service `telar serve` accepts, in start order (the gateway last: it fronts the rest).
 pub const NAMES: &[&str] = &[
     telar_identity::NAME,
+    telar_audit::NAME,
     telar_carpeta_hub_sim::NAME,
     telar_gateway::NAME,
 ];
 
+/// The process's bus, opened by the first service that needs it and shared by the rest (one
+/// embedded log per process).
+#[derive(Default)]
+pub struct SharedBus(tokio::sync::OnceCell<telar_bus::Bus>);
+
+impl SharedBus {
+    pub async fn get(&self, settings: &Settings) -> anyhow::Result<&telar_bus::Bus> {
+        self.0
+            .get_or_try_init(|| async {
+                settings
+                    .bus
+                    .open()
+                    .await
+                    .with_context(|| format!("opening the bus at {}", settings.bus.location()))
+            })
+            .await
+    }
+}
+
 /// A service ready to serve: a kit service, or the gateway (its own HTTP server).
 pub enum Runnable {
     Kit(Box<Service>),
+    /// A kit service with bus consumers, stopped (in-flight deliveries settled) after it drains.
+    Consuming(Box<Service>, Vec<telar_bus::Subscription>),
     Gateway(Gateway),
 }
 
@@ -34,6 +56,13 @@ impl Runnable {
     ) -> Serving {
         match self {
             Runnable::Kit(service) => Box::pin(service.run(listener, shutdown)),
+            Runnable::Consuming(service, subscriptions) => Box::pin(async move {
+                let served = service.run(listener, shutdown).await;
+                for subscription in subscriptions {
+                    subscription.stop().await;
+                }
+                served
+            }),
             Runnable::Gateway(gateway) => Box::pin(gateway.run(listener, shutdown)),
         }
     }
@@ -68,8 +97,23 @@ async fn database(name: &str, settings: &Settings) -> anyhow::Result<Db> {
         .with_context(|| format!("opening the database of {name}"))
 }
 
-pub async fn build(name: &str, settings: &Settings) -> anyhow::Result<Built> {
+pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::Result<Built> {
     match name {
+        telar_audit::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let (service, log) = telar_audit::build(db, settings.http.clone())
+                .await
+                .with_context(|| format!("preparing {name}"))?;
+            let topics = &settings.services.audit.settings.topics;
+            let subscriptions = telar_audit::subscribe(bus.get(settings).await?, &log, topics)
+                .await
+                .with_context(|| format!("subscribing {name} to {topics:?}"))?;
+            Ok(Built {
+                service: Runnable::Consuming(Box::new(service), subscriptions),
+                data,
+            })
+        }
         telar_carpeta_hub_sim::NAME => {
             let db = database(name, settings).await?;
             let data = db.location().to_owned();

@@ -36,6 +36,36 @@ pub enum Command {
     /// Issue an access token with the identity service's key, or inspect one.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Check the audit log's hash chain, or export it as JSON lines.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Recompute the chain from the first record; name the first one edited or missing
+    /// (exit 1 when the chain is broken).
+    Verify(AuditVerifyArgs),
+    /// Every record, oldest first, as JSON lines.
+    Export(AuditExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditVerifyArgs {
+    /// The audit service whose database to read.
+    #[arg(long, default_value = "audit")]
+    pub service: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditExportArgs {
+    #[arg(long, default_value = "audit")]
+    pub service: String,
+    /// Write here instead of stdout.
+    #[arg(long)]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -42,8 +42,9 @@ pub async fn run(settings: Settings, names: Vec<String>) -> Result<(), CommandEr
         settings.set_port(name, port);
         listeners.push(listener);
     }
+    let bus = catalog::SharedBus::default();
     for (name, listener) in names.iter().zip(listeners) {
-        match start_one(name, listener, &settings, &stop_rx, &mut tasks).await {
+        match start_one(name, listener, &settings, &bus, &stop_rx, &mut tasks).await {
             Ok(service) => started.push(service),
             Err(error) => {
                 let _ = stop_tx.send(true);
@@ -92,11 +93,12 @@ async fn start_one(
     name: &str,
     listener: TcpListener,
     settings: &Settings,
+    bus: &catalog::SharedBus,
     stop: &watch::Receiver<bool>,
     tasks: &mut JoinSet<std::io::Result<()>>,
 ) -> anyhow::Result<Started> {
     let address = listener.local_addr()?;
-    let built = catalog::build(name, settings).await?;
+    let built = catalog::build(name, settings, bus).await?;
     let mut stop = stop.clone();
     let signal = async move {
         let _ = stop.wait_for(|stopped| *stopped).await;

@@ -9,6 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use telar_audit::AuditConfig;
 use telar_carpeta_hub_sim::HubSimConfig;
 use telar_gateway::GatewayConfig;
 use telar_identity::IdentityConfig;
@@ -37,6 +38,7 @@ pub struct Settings {
 pub struct Services {
     pub gateway: ServiceEntry<GatewayConfig>,
     pub identity: ServiceEntry<IdentityConfig>,
+    pub audit: ServiceEntry<AuditConfig>,
     #[serde(rename = "hub-sim")]
     pub hub_sim: ServiceEntry<HubSimConfig>,
 }
@@ -178,6 +180,7 @@ impl Settings {
         let Services {
             gateway,
             identity,
+            audit,
             hub_sim,
         } = &self.services;
         vec![
@@ -187,6 +190,7 @@ impl Settings {
                 identity.port,
                 identity.enabled,
             ),
+            ("audit", audit.host.as_str(), audit.port, audit.enabled),
             (
                 "hub-sim",
                 hub_sim.host.as_str(),
@@ -215,6 +219,7 @@ impl Settings {
         match service {
             "gateway" => self.services.gateway.port = port,
             "identity" => self.services.identity.port = port,
+            "audit" => self.services.audit.port = port,
             "hub-sim" => self.services.hub_sim.port = port,
             _ => {}
         }

@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches.
 
+mod audit;
 mod config;
 mod dlq;
 mod projections;
@@ -49,5 +50,6 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Saga(command) => saga::run(cli.config.as_deref(), command).await,
         Command::Projections(command) => projections::run(cli.config.as_deref(), command).await,
         Command::Token(command) => token::run(cli.config.as_deref(), command).await,
+        Command::Audit(command) => audit::run(cli.config.as_deref(), command).await,
     }
 }

@@ -43,6 +43,9 @@ fn every_command_has_help() {
         vec!["token", "--help"],
         vec!["token", "issue", "--help"],
         vec!["token", "inspect", "--help"],
+        vec!["audit", "--help"],
+        vec!["audit", "verify", "--help"],
+        vec!["audit", "export", "--help"],
     ] {
         let output = run(telar().args(&args));
         assert!(output.status.success(), "{args:?}");
@@ -154,6 +157,7 @@ fn start(
         .env("TELAR_SERVICES__HUB_SIM__PORT", "0")
         .env("TELAR_SERVICES__GATEWAY__PORT", "0")
         .env("TELAR_SERVICES__IDENTITY__PORT", "0")
+        .env("TELAR_SERVICES__AUDIT__PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -624,4 +628,60 @@ async fn token_issue_signs_with_the_identity_key_and_inspect_decodes() {
             .code(),
         Some(2)
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn audit_verify_names_the_first_broken_record_and_export_writes_json_lines() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = telar_sql::Db::sqlite(
+        &dir.path().join("audit.db"),
+        &telar_sql::SqliteConfig::default(),
+    )
+    .await
+    .expect("db");
+    let log = telar_audit::AuditLog::open(db.clone()).await.expect("log");
+    for n in 0..5 {
+        let event = telar_types::Envelope::new(
+            "/t",
+            "carpeta.document.signed",
+            serde_json::json!({"n": n}),
+        )
+        .with_subject(format!("doc-{n}"));
+        log.append(&telar_audit::NewRecord::from_envelope(&event))
+            .await
+            .expect("append");
+    }
+    let env = (
+        "TELAR_DATABASE__SQLITE__DIR",
+        dir.path().display().to_string(),
+    );
+    let audit = |args: &[&str]| run(telar().arg("audit").args(args).env(env.0, &env.1));
+
+    let ok = audit(&["verify"]);
+    assert!(ok.status.success(), "{}", text(&ok.stderr));
+    assert!(
+        text(&ok.stdout).starts_with("ok: 5 records"),
+        "{}",
+        text(&ok.stdout)
+    );
+    let file = dir.path().join("audit.jsonl");
+    let exported = audit(&["export", "--output", file.to_str().expect("path")]);
+    assert!(exported.status.success(), "{}", text(&exported.stderr));
+    let lines = std::fs::read_to_string(&file).expect("export");
+    assert_eq!(lines.lines().count(), 5);
+    let first: serde_json::Value =
+        serde_json::from_str(lines.lines().next().expect("line")).expect("json");
+    assert_eq!(first["entity_id"], "doc-0");
+
+    telar_sql::query("UPDATE audit_records SET entity_id = 'doc-x' WHERE seq = 2")
+        .execute(&db)
+        .await
+        .expect("tamper");
+    db.close().await;
+    let broken = audit(&["verify", "--json"]);
+    assert_eq!(broken.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&broken.stdout).expect("json");
+    assert_eq!(report["ok"], false);
+    assert_eq!(report["first_broken"]["seq"], 2);
+    assert!(text(&broken.stderr).contains("broken at record 2"));
 }
