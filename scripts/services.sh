@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes sure the engines the tests use are up on loopback: PostgreSQL (5432), Redis (6379),
-# RabbitMQ (5672) and NATS with JetStream (4222). Starts any that is down and installs any that
+# RabbitMQ (5672), NATS with JetStream (4222) and an S3-compatible store (moto, 5055). Starts any that is down and installs any that
 # is missing (Debian packages). Fails loudly: a suite that skips its real-engine tests is a
 # failing suite.
 set -euo pipefail
@@ -84,7 +84,22 @@ ensure_nats() {
   log "NATS ok"
 }
 
+ensure_moto() {
+  if ! command -v moto_server >/dev/null; then
+    log "installing moto (S3-compatible test server, PyPI)"
+    python3 -m pip install -q 'moto[server]' >/dev/null 2>&1 || die "pip install moto[server] failed"
+  fi
+  if ! port_open 5055; then
+    log "starting moto (S3) on 5055"
+    mkdir -p /var/log
+    nohup moto_server -H 127.0.0.1 -p 5055 >/var/log/moto.log 2>&1 &
+    wait_port moto 5055 60
+  fi
+  log "moto (S3) ok"
+}
+
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
 ensure_nats
+ensure_moto

@@ -110,6 +110,11 @@ pub async fn serve(service: telar_kit::Service) -> TestServer {
         Ok(listener) => listener,
         Err(error) => panic!("cannot bind a loopback port: {error}"),
     };
+    serve_on(service, listener)
+}
+
+/// Serves `service` on `listener` (bound beforehand when the service must know its own URL).
+pub fn serve_on(service: telar_kit::Service, listener: tokio::net::TcpListener) -> TestServer {
     let base = match listener.local_addr() {
         Ok(address) => format!("http://{address}"),
         Err(error) => panic!("no local address: {error}"),
