@@ -14,11 +14,12 @@ use axum::routing::put;
 use futures::StreamExt;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStoreExt, WriteMultipart};
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStoreExt, WriteMultipart};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use telar_kit::ApiError;
 use telar_types::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::{Grant, ObjectInfo, ObjectKey, Objects, now_secs};
 
@@ -223,7 +224,11 @@ async fn download(
         .await
         .map_err(store_error)?;
     let length = result.range.end - result.range.start;
-    let mut response = Response::new(Body::from_stream(result.into_stream()));
+    let body = match result.payload {
+        GetResultPayload::File(file, _) => file_body(file, result.range.start, length),
+        GetResultPayload::Stream(stream) => Body::from_stream(stream),
+    };
+    let mut response = Response::new(body);
     let content_type = if grant.content_type.is_empty() {
         "application/octet-stream"
     } else {
@@ -244,6 +249,37 @@ async fn download(
         }
     }
     Ok(response)
+}
+
+/// `length` bytes of a local file from `start`, read 256 KiB at a time (object_store's own file
+/// stream reads 8 KiB at a time: a quarter of the throughput).
+fn file_body(file: std::fs::File, start: u64, length: u64) -> Body {
+    const CHUNK: usize = 256 * 1024;
+    let state = (tokio::fs::File::from_std(file), start, length, false);
+    let stream =
+        futures::stream::try_unfold(state, |(mut file, start, left, positioned)| async move {
+            if left == 0 {
+                return Ok::<_, std::io::Error>(None);
+            }
+            if !positioned {
+                file.seek(std::io::SeekFrom::Start(start)).await?;
+            }
+            let want = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+            let mut buffer = bytes::BytesMut::zeroed(want);
+            let read = file.read(&mut buffer).await?;
+            if read == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "object shorter than its metadata",
+                ));
+            }
+            buffer.truncate(read);
+            Ok(Some((
+                buffer.freeze(),
+                (file, start, left - read as u64, true),
+            )))
+        });
+    Body::from_stream(stream)
 }
 
 #[cfg(test)]
