@@ -33,8 +33,10 @@ async fn main() -> Result<(), BoxError> {
         max_object_bytes: size,
         ..ObjectsConfig::default()
     })?;
-    let mut kit = telar_kit::KitConfig::default();
-    kit.request_timeout_ms = 600_000;
+    let kit = telar_kit::KitConfig {
+        request_timeout_ms: 600_000,
+        ..telar_kit::KitConfig::default()
+    };
     let service = telar_kit::Service::new("files")
         .config(kit)
         .routes(objects.routes());
