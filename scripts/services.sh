@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the engines the tests use are up on loopback: PostgreSQL (5432), Redis (6379),
-# RabbitMQ (5672), NATS with JetStream (4222) and an S3-compatible store (moto, 5055). Starts any that is down and installs any that
+# RabbitMQ (5672), NATS with JetStream (4222), an S3-compatible store (moto, 5055) and an SMTP
+# server that keeps what it receives in a maildir (aiosmtpd, 8025, /tmp/telar-smtp/maildir). Starts any that is down and installs any that
 # is missing (Debian packages). Fails loudly: a suite that skips its real-engine tests is a
 # failing suite.
 set -euo pipefail
@@ -98,8 +99,24 @@ ensure_moto() {
   log "moto (S3) ok"
 }
 
+ensure_smtp() {
+  if ! python3 -c 'import aiosmtpd' 2>/dev/null; then
+    log "installing aiosmtpd (SMTP test server, PyPI)"
+    python3 -m pip install -q aiosmtpd >/dev/null 2>&1 || die "pip install aiosmtpd failed"
+  fi
+  if ! port_open 8025; then
+    log "starting aiosmtpd on 8025"
+    mkdir -p /tmp/telar-smtp
+    nohup python3 -m aiosmtpd -n -l 127.0.0.1:8025 -c aiosmtpd.handlers.Mailbox /tmp/telar-smtp/maildir \
+      >/tmp/telar-smtp/server.log 2>&1 &
+    wait_port aiosmtpd 8025 30
+  fi
+  log "SMTP (aiosmtpd) ok"
+}
+
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
 ensure_nats
 ensure_moto
+ensure_smtp

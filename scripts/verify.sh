@@ -11,6 +11,8 @@ export TELAR_TEST_REDIS_URL="${TELAR_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
 export TELAR_TEST_RABBITMQ_URL="${TELAR_TEST_RABBITMQ_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export TELAR_TEST_NATS_URL="${TELAR_TEST_NATS_URL:-nats://127.0.0.1:4222}"
 export TELAR_TEST_S3_URL="${TELAR_TEST_S3_URL:-http://127.0.0.1:5055}"
+export TELAR_TEST_SMTP_PORT="${TELAR_TEST_SMTP_PORT:-8025}"
+export TELAR_TEST_SMTP_MAILDIR="${TELAR_TEST_SMTP_MAILDIR:-/tmp/telar-smtp/maildir}"
 
 if ! command -v cargo-nextest >/dev/null; then
   echo "[verify] installing cargo-nextest" >&2

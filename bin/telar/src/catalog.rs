@@ -15,6 +15,7 @@ use crate::settings::Settings;
 pub const NAMES: &[&str] = &[
     telar_identity::NAME,
     telar_audit::NAME,
+    telar_notify::NAME,
     telar_carpeta_hub_sim::NAME,
     telar_gateway::NAME,
 ];
@@ -126,6 +127,29 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             .with_context(|| format!("preparing {name}"))?;
             Ok(Built {
                 service: Runnable::Kit(Box::new(service)),
+                data,
+            })
+        }
+        telar_notify::NAME => {
+            let db = database(name, settings).await?;
+            let data = format!(
+                "{} · mail: {}",
+                db.location(),
+                settings.services.notification.settings.email.mailbox_dir
+            );
+            let notification = telar_notify::build(
+                db,
+                settings.services.notification.settings.clone(),
+                settings.http.clone(),
+            )
+            .await
+            .with_context(|| format!("preparing {name}"))?;
+            let subscription = notification
+                .subscribe(bus.get(settings).await?)
+                .await
+                .with_context(|| format!("subscribing {name}"))?;
+            Ok(Built {
+                service: Runnable::Consuming(Box::new(notification.service), vec![subscription]),
                 data,
             })
         }

@@ -14,6 +14,7 @@ use telar_carpeta_hub_sim::HubSimConfig;
 use telar_gateway::GatewayConfig;
 use telar_identity::IdentityConfig;
 use telar_kit::KitConfig;
+use telar_notify::NotifyConfig;
 use telar_sql::{Backend, DbConfig};
 use telar_telemetry::TelemetryConfig;
 
@@ -39,6 +40,7 @@ pub struct Services {
     pub gateway: ServiceEntry<GatewayConfig>,
     pub identity: ServiceEntry<IdentityConfig>,
     pub audit: ServiceEntry<AuditConfig>,
+    pub notification: ServiceEntry<NotifyConfig>,
     #[serde(rename = "hub-sim")]
     pub hub_sim: ServiceEntry<HubSimConfig>,
 }
@@ -181,6 +183,7 @@ impl Settings {
             gateway,
             identity,
             audit,
+            notification,
             hub_sim,
         } = &self.services;
         vec![
@@ -191,6 +194,12 @@ impl Settings {
                 identity.enabled,
             ),
             ("audit", audit.host.as_str(), audit.port, audit.enabled),
+            (
+                "notification",
+                notification.host.as_str(),
+                notification.port,
+                notification.enabled,
+            ),
             (
                 "hub-sim",
                 hub_sim.host.as_str(),
@@ -220,6 +229,7 @@ impl Settings {
             "gateway" => self.services.gateway.port = port,
             "identity" => self.services.identity.port = port,
             "audit" => self.services.audit.port = port,
+            "notification" => self.services.notification.port = port,
             "hub-sim" => self.services.hub_sim.port = port,
             _ => {}
         }

@@ -158,6 +158,7 @@ fn start(
         .env("TELAR_SERVICES__GATEWAY__PORT", "0")
         .env("TELAR_SERVICES__IDENTITY__PORT", "0")
         .env("TELAR_SERVICES__AUDIT__PORT", "0")
+        .env("TELAR_SERVICES__NOTIFICATION__PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -259,11 +260,27 @@ async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
     let (mut child, urls, rest) = start(
         &["up"],
-        &[(
-            "TELAR_DATABASE__SQLITE__DIR",
-            dir.path().display().to_string(),
-        )],
+        &[
+            (
+                "TELAR_DATABASE__SQLITE__DIR",
+                dir.path().display().to_string(),
+            ),
+            (
+                "TELAR_BUS__EMBEDDED__PATH",
+                dir.path().join("bus.db").display().to_string(),
+            ),
+            (
+                "TELAR_SERVICES__NOTIFICATION__SETTINGS__EMAIL__MAILBOX_DIR",
+                dir.path().join("mailbox").display().to_string(),
+            ),
+        ],
     );
+    for service in ["identity", "audit", "notification", "hub-sim", "gateway"] {
+        assert!(
+            urls.contains_key(service),
+            "{service} is not in the table: {urls:?}"
+        );
+    }
     register_and_check(&urls["hub-sim"]).await;
     gateway_fronts_identity(&urls["gateway"]).await;
     assert!(
