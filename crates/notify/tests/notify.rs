@@ -390,3 +390,39 @@ async fn a_broken_template_shows_on_ready_and_only_its_events_are_refused() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_smtp_server_is_retried_then_dead_lettered() {
+    let setup = setup(|config| {
+        config.email.mode = EmailMode::Smtp;
+        config.email.smtp_port = 9;
+        config.email.timeout_ms = 2_000;
+    })
+    .await;
+    let subscription = setup.notification.subscribe(&setup.bus).await.unwrap();
+    let event = authenticated("ana@correo.co");
+    setup.bus.publish(event.clone()).await.unwrap();
+    let dead = eventually("the dead letter", async || {
+        let letters = setup
+            .bus
+            .dead_letters(DeadLetterFilter::default())
+            .await
+            .unwrap();
+        letters.into_iter().find(|l| l.message_id == event.id)
+    })
+    .await;
+    assert_eq!(dead.attempts, 3);
+    assert!(dead.last_error.contains("smtp"), "{}", dead.last_error);
+    let failed = setup
+        .notification
+        .deliveries()
+        .list(&DeliveryFilter {
+            event_id: Some(event.id.clone()),
+            status: Some("failed".into()),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failed.len(), 3, "one row per attempt: {failed:?}");
+    subscription.stop().await;
+}
