@@ -76,6 +76,19 @@ async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) ->
     panic!("never happened: {what}");
 }
 
+/// The dead letter of `event_id`, once it is there.
+async fn dead_letter(setup: &Setup, event_id: &str) -> telar_bus::DeadLetter {
+    eventually("the dead letter", async || {
+        let letters = setup
+            .bus
+            .dead_letters(DeadLetterFilter::default())
+            .await
+            .unwrap();
+        letters.into_iter().find(|l| l.message_id == event_id)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn emails_land_in_the_mailbox_once_however_often_the_event_comes() {
     let setup = setup(|_| {}).await;
@@ -310,18 +323,7 @@ async fn an_unreachable_target_ends_in_the_dead_letters_and_the_consumer_goes_on
     let subscription = setup.notification.subscribe(&setup.bus).await.unwrap();
     let event = authenticated("ana@correo.co");
     setup.bus.publish(event.clone()).await.unwrap();
-    let dead = eventually("the dead letter", async || {
-        let letters = setup
-            .bus
-            .dead_letters(DeadLetterFilter {
-                group: Some(telar_notify::GROUP.into()),
-                ..DeadLetterFilter::default()
-            })
-            .await
-            .unwrap();
-        letters.into_iter().find(|l| l.message_id == event.id)
-    })
-    .await;
+    let dead = dead_letter(&setup, &event.id).await;
     assert_eq!(dead.attempts, 3);
     assert!(dead.last_error.contains("webhook"), "{}", dead.last_error);
     let later = authenticated("luis@correo.co");
@@ -353,15 +355,7 @@ async fn a_broken_template_shows_on_ready_and_only_its_events_are_refused() {
         json!({"email": "ana@correo.co"}),
     );
     setup.bus.publish(broken.clone()).await.unwrap();
-    let dead = eventually("the refused event in the dead letters", async || {
-        let letters = setup
-            .bus
-            .dead_letters(DeadLetterFilter::default())
-            .await
-            .unwrap();
-        letters.into_iter().find(|l| l.message_id == broken.id)
-    })
-    .await;
+    let dead = dead_letter(&setup, &broken.id).await;
     assert_eq!(dead.attempts, 1, "no retry can fix a template");
     assert!(
         dead.last_error
@@ -402,15 +396,7 @@ async fn an_unreachable_smtp_server_is_retried_then_dead_lettered() {
     let subscription = setup.notification.subscribe(&setup.bus).await.unwrap();
     let event = authenticated("ana@correo.co");
     setup.bus.publish(event.clone()).await.unwrap();
-    let dead = eventually("the dead letter", async || {
-        let letters = setup
-            .bus
-            .dead_letters(DeadLetterFilter::default())
-            .await
-            .unwrap();
-        letters.into_iter().find(|l| l.message_id == event.id)
-    })
-    .await;
+    let dead = dead_letter(&setup, &event.id).await;
     assert_eq!(dead.attempts, 3);
     assert!(dead.last_error.contains("smtp"), "{}", dead.last_error);
     let failed = setup
