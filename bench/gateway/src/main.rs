@@ -2,7 +2,8 @@
 //! the bytes it receives); `telar-bench-gateway gateway UPSTREAM_URL` runs the telar gateway in
 //! front of it with token verification and rate limits on (limits too high to trigger), writes
 //! a valid token to stdout's first line, and logs one JSON access line per request to stdout.
-//! Both print `url=http://…` on stderr and run until stdin closes.
+//! Both print `url=http://…` on stderr and run until stdin closes. `BENCH_WORKERS=N` sets the
+//! gateway's event loops (default: one per core).
 
 use axum::body::Body;
 use axum::routing::{get, post};
@@ -79,7 +80,12 @@ async fn gateway(upstream: &str) -> std::io::Result<()> {
     limits.roles.insert("ciudadano".into(), 1_000_000_000);
     let mut upload = RouteConfig::new("/upload", "app");
     upload.max_body_bytes = Some(4 << 30);
+    let mut edge = telar_gateway::EdgeConfig::default();
+    if let Some(workers) = std::env::var("BENCH_WORKERS").ok().and_then(|w| w.parse().ok()) {
+        edge.workers = workers;
+    }
     let config = GatewayConfig {
+        edge,
         routes: vec![RouteConfig::new("/api", "app"), upload],
         upstreams: [(
             "app".to_owned(),
