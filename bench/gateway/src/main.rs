@@ -81,7 +81,10 @@ async fn gateway(upstream: &str) -> std::io::Result<()> {
     let mut upload = RouteConfig::new("/upload", "app");
     upload.max_body_bytes = Some(4 << 30);
     let mut edge = telar_gateway::EdgeConfig::default();
-    if let Some(workers) = std::env::var("BENCH_WORKERS").ok().and_then(|w| w.parse().ok()) {
+    if let Some(workers) = std::env::var("BENCH_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+    {
         edge.workers = workers;
     }
     let config = GatewayConfig {
