@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the engines the tests use are up on loopback: PostgreSQL (5432), Redis (6379),
 # RabbitMQ (5672), NATS with JetStream (4222), an S3-compatible store (moto, 5055) and an SMTP
-# server that keeps what it receives in a maildir (aiosmtpd, 8025, /tmp/telar-smtp/maildir). Starts any that is down and installs any that
+# server that keeps what it receives in a maildir (aiosmtpd, 8025, /tmp/telar-smtp/maildir); and
+# promtool, which checks every service's /metrics. Starts any that is down and installs any that
 # is missing (Debian packages). Fails loudly: a suite that skips its real-engine tests is a
 # failing suite.
 set -euo pipefail
@@ -114,9 +115,16 @@ ensure_smtp() {
   log "SMTP (aiosmtpd) ok"
 }
 
+ensure_promtool() {
+  command -v promtool >/dev/null || apt_install --no-install-recommends prometheus
+  command -v promtool >/dev/null || die "promtool is missing after installing prometheus"
+  log "promtool ok"
+}
+
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
 ensure_nats
 ensure_moto
 ensure_smtp
+ensure_promtool

@@ -2,12 +2,14 @@
 //! ids of the span they happen in; a process-wide Prometheus recorder; OTLP span export when
 //! configured (off by default, never blocking the caller when the collector is down).
 
+mod catalog;
 mod config;
 mod json_log;
 mod line;
 mod prometheus;
 mod trace;
 
+pub use catalog::{CATALOG, Kind, MetricInfo};
 pub use config::{LogConfig, OtlpConfig, TelemetryConfig};
 pub use json_log::{JsonLogLayer, LogSink};
 pub use line::LogLine;

@@ -18,10 +18,12 @@ pub fn install_metrics() {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Suffix("latency".to_owned()), DURATION_BUCKETS)
             });
-        match builder {
+        let handle = match builder {
             Ok(builder) => builder.install_recorder().ok(),
             Err(_) => None,
-        }
+        };
+        crate::catalog::describe_all();
+        handle
     });
 }
 
@@ -29,7 +31,7 @@ pub fn install_metrics() {
 pub fn render_metrics() -> String {
     install_metrics();
     match HANDLE.get() {
-        Some(Some(handle)) => handle.render(),
+        Some(Some(handle)) => crate::catalog::counters_with_total(&handle.render()),
         _ => String::new(),
     }
 }

@@ -255,6 +255,48 @@ async fn gateway_fronts_identity(gateway: &str) {
     assert!(unknown.headers().contains_key("x-request-id"));
 }
 
+/// Every service's `/metrics` passes `promtool check metrics` (installed by scripts/services.sh):
+/// help text on every metric, `_total` on counters, no `_count` on anything but histograms.
+async fn metrics_pass_promtool(urls: &BTreeMap<String, String>) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    for (service, url) in urls {
+        let exposition = client
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            exposition.contains("http_server_request_count_total"),
+            "{service}: {exposition}"
+        );
+        let mut promtool = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool (scripts/services.sh installs it)");
+        {
+            use std::io::Write;
+            let mut stdin = promtool.stdin.take().expect("stdin");
+            stdin.write_all(exposition.as_bytes()).expect("write");
+        }
+        let output = promtool.wait_with_output().expect("promtool");
+        assert!(
+            output.status.success(),
+            "{service}: promtool check metrics:\n{}{}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+    }
+}
+
 #[tokio::test]
 async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
@@ -283,6 +325,7 @@ async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
     }
     register_and_check(&urls["hub-sim"]).await;
     gateway_fronts_identity(&urls["gateway"]).await;
+    metrics_pass_promtool(&urls).await;
     assert!(
         dir.path().join("hub-sim.db").exists(),
         "state in its own SQLite file"

@@ -1,0 +1,285 @@
+//! Every metric telar exports: name, type, labels and meaning, in one table. The recorder is
+//! given each description (Prometheus `# HELP`), `docs/metrics.md` lists the same table (a test
+//! keeps them equal), and labels are bounded by construction: route templates or prefixes, never
+//! raw paths; roles, never users; topics and groups, never message ids.
+//!
+//! Counters are exported with the `_total` suffix Prometheus expects (`http_server_request_count`
+//! is scraped as `http_server_request_count_total`), as OpenTelemetry's Prometheus exporter does.
+
+/// What a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct MetricInfo {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+const fn counter(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind: Kind::Counter,
+        labels,
+        help,
+    }
+}
+
+const fn gauge(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind: Kind::Gauge,
+        labels,
+        help,
+    }
+}
+
+const fn histogram(
+    name: &'static str,
+    labels: &'static [&'static str],
+    help: &'static str,
+) -> MetricInfo {
+    MetricInfo {
+        name,
+        kind: Kind::Histogram,
+        labels,
+        help,
+    }
+}
+
+const HTTP: &[&str] = &["service", "method", "route", "status"];
+
+pub const CATALOG: &[MetricInfo] = &[
+    counter(
+        "http_server_request_count",
+        HTTP,
+        "HTTP requests answered, by route template (the gateway: route prefix).",
+    ),
+    histogram(
+        "http_server_request_duration",
+        HTTP,
+        "Time to answer an HTTP request, in seconds.",
+    ),
+    counter(
+        "http_server_error_count",
+        HTTP,
+        "HTTP requests answered with a 5xx status.",
+    ),
+    counter(
+        "queue_message_published",
+        &["topic"],
+        "Messages published on the bus.",
+    ),
+    counter(
+        "queue_message_consumed",
+        &["topic", "group"],
+        "Messages a consumer group settled with Ack.",
+    ),
+    counter(
+        "queue_message_failed",
+        &["topic", "group"],
+        "Deliveries that failed (retried or dead-lettered).",
+    ),
+    gauge(
+        "queue_dlq_length",
+        &["group"],
+        "Dead letters waiting in a consumer group.",
+    ),
+    histogram(
+        "queue_processing_duration",
+        &["topic", "group"],
+        "Time a handler took for one delivery, in seconds.",
+    ),
+    counter(
+        "store_relay_published",
+        &[],
+        "Events the event-store relay published on the bus.",
+    ),
+    gauge(
+        "projection_position",
+        &["projection"],
+        "Global position a projection has applied.",
+    ),
+    gauge(
+        "projection_stopped",
+        &["projection"],
+        "1 while a projection is stopped on a bad event.",
+    ),
+    counter(
+        "projection_skipped_events",
+        &["projection"],
+        "Events a projection skipped (OnError::Skip).",
+    ),
+    counter("saga_started", &["saga"], "Orchestrated sagas started."),
+    counter("saga_completed", &["saga"], "Sagas that completed."),
+    counter(
+        "saga_compensated",
+        &["saga"],
+        "Sagas that failed and were compensated.",
+    ),
+    counter("saga_parked", &["saga"], "Sagas parked as NeedsAttention."),
+    counter(
+        "saga_compensation_executed",
+        &["saga", "step"],
+        "Compensations that ran.",
+    ),
+    histogram(
+        "saga_step_duration",
+        &["saga", "step"],
+        "Time a saga step took, in seconds.",
+    ),
+    counter(
+        "saga_transition_violations",
+        &["saga"],
+        "Choreography events that broke the rule table.",
+    ),
+    gauge(
+        "saga_stuck",
+        &[],
+        "Choreographed sagas with no event for longer than allowed.",
+    ),
+    gauge(
+        "circuit_breaker_state",
+        &["breaker"],
+        "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+    ),
+    counter("retry_attempts", &[], "Retries made (not first attempts)."),
+    counter(
+        "bulkhead_rejected",
+        &["bulkhead"],
+        "Calls refused by a full bulkhead.",
+    ),
+    counter(
+        "rate_limit_bans",
+        &[],
+        "Keys banned for repeated limit violations.",
+    ),
+    counter("cache_hits", &["cache"], "Cache reads that found a value."),
+    counter(
+        "cache_misses",
+        &["cache"],
+        "Cache reads that found nothing.",
+    ),
+    counter(
+        "cache_evictions",
+        &["cache"],
+        "Entries evicted from a bounded memory cache.",
+    ),
+    counter(
+        "gateway_upstream_failures",
+        &["upstream", "kind"],
+        "Upstream calls that failed: connect, timeout, protocol, status.",
+    ),
+    counter(
+        "gateway_retries",
+        &["upstream"],
+        "Requests the gateway sent again to an upstream.",
+    ),
+    counter(
+        "gateway_rate_limited",
+        &["bucket", "kind"],
+        "Requests refused at the gateway by role bucket: limited or banned.",
+    ),
+    counter(
+        "gateway_limit_store_errors",
+        &[],
+        "Limit checks let through because the limits store did not answer.",
+    ),
+    counter(
+        "audit_records_appended",
+        &[],
+        "Records appended to the audit chain.",
+    ),
+    counter(
+        "notification_deliveries",
+        &["channel", "status"],
+        "Notification attempts: sent, failed or skipped.",
+    ),
+];
+
+/// Gives the installed recorder every description.
+pub(crate) fn describe_all() {
+    for metric in CATALOG {
+        match metric.kind {
+            Kind::Counter => metrics::describe_counter!(metric.name, metric.help),
+            Kind::Gauge => metrics::describe_gauge!(metric.name, metric.help),
+            Kind::Histogram => metrics::describe_histogram!(metric.name, metric.help),
+        }
+    }
+}
+
+/// The exposition with `_total` on counter names that lack it.
+pub(crate) fn counters_with_total(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .filter(|name| !name.ends_with("_total"))
+        .collect();
+    if counters.is_empty() {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + counters.len() * 24);
+    for line in text.lines() {
+        let renamed = counters.iter().find_map(|name| {
+            for prefix in ["# HELP ", "# TYPE ", ""] {
+                if let Some(rest) = line.strip_prefix(prefix).and_then(|l| l.strip_prefix(name))
+                    && (rest.starts_with(' ') || rest.starts_with('{'))
+                {
+                    return Some(format!("{prefix}{name}_total{rest}"));
+                }
+            }
+            None
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_gain_total_and_nothing_else_changes() {
+        let text = "# HELP a_count Requests.\n# TYPE a_count counter\na_count{x=\"1\"} 3\na_count_other 1\n# TYPE b gauge\nb 2\n# TYPE c_total counter\nc_total 1\n";
+        let out = counters_with_total(text);
+        assert_eq!(
+            out,
+            "# HELP a_count_total Requests.\n# TYPE a_count_total counter\na_count_total{x=\"1\"} 3\na_count_other 1\n# TYPE b gauge\nb 2\n# TYPE c_total counter\nc_total 1\n"
+        );
+    }
+
+    #[test]
+    fn the_documented_table_lists_every_metric() {
+        let doc = include_str!("../../../docs/metrics.md");
+        for metric in CATALOG {
+            let exported = match metric.kind {
+                Kind::Counter => format!("`{}_total`", metric.name),
+                _ => format!("`{}`", metric.name),
+            };
+            assert!(
+                doc.contains(&exported),
+                "docs/metrics.md does not list {exported}"
+            );
+        }
+    }
+}
