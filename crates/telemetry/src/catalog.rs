@@ -22,189 +22,219 @@ pub struct MetricInfo {
     pub help: &'static str,
 }
 
-const fn counter(
+const fn metric(
+    kind: Kind,
     name: &'static str,
     labels: &'static [&'static str],
     help: &'static str,
 ) -> MetricInfo {
     MetricInfo {
         name,
-        kind: Kind::Counter,
+        kind,
         labels,
         help,
     }
 }
 
-const fn gauge(
-    name: &'static str,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricInfo {
-    MetricInfo {
-        name,
-        kind: Kind::Gauge,
-        labels,
-        help,
-    }
-}
-
-const fn histogram(
-    name: &'static str,
-    labels: &'static [&'static str],
-    help: &'static str,
-) -> MetricInfo {
-    MetricInfo {
-        name,
-        kind: Kind::Histogram,
-        labels,
-        help,
-    }
-}
+use Kind::{Counter, Gauge, Histogram};
 
 const HTTP: &[&str] = &["service", "method", "route", "status"];
 
 pub const CATALOG: &[MetricInfo] = &[
-    counter(
+    metric(
+        Counter,
         "http_server_request_count",
         HTTP,
         "HTTP requests answered, by route template (the gateway: route prefix).",
     ),
-    histogram(
+    metric(
+        Histogram,
         "http_server_request_duration",
         HTTP,
         "Time to answer an HTTP request, in seconds.",
     ),
-    counter(
+    metric(
+        Counter,
         "http_server_error_count",
         HTTP,
         "HTTP requests answered with a 5xx status.",
     ),
-    counter(
+    metric(
+        Counter,
         "queue_message_published",
         &["topic"],
         "Messages published on the bus.",
     ),
-    counter(
+    metric(
+        Counter,
         "queue_message_consumed",
         &["topic", "group"],
         "Messages a consumer group settled with Ack.",
     ),
-    counter(
+    metric(
+        Counter,
         "queue_message_failed",
         &["topic", "group"],
         "Deliveries that failed (retried or dead-lettered).",
     ),
-    gauge(
+    metric(
+        Gauge,
         "queue_dlq_length",
         &["group"],
         "Dead letters waiting in a consumer group.",
     ),
-    histogram(
+    metric(
+        Histogram,
         "queue_processing_duration",
         &["topic", "group"],
         "Time a handler took for one delivery, in seconds.",
     ),
-    counter(
+    metric(
+        Counter,
         "store_relay_published",
         &[],
         "Events the event-store relay published on the bus.",
     ),
-    gauge(
+    metric(
+        Gauge,
         "projection_position",
         &["projection"],
         "Global position a projection has applied.",
     ),
-    gauge(
+    metric(
+        Gauge,
         "projection_stopped",
         &["projection"],
         "1 while a projection is stopped on a bad event.",
     ),
-    counter(
+    metric(
+        Counter,
         "projection_skipped_events",
         &["projection"],
         "Events a projection skipped (OnError::Skip).",
     ),
-    counter("saga_started", &["saga"], "Orchestrated sagas started."),
-    counter("saga_completed", &["saga"], "Sagas that completed."),
-    counter(
+    metric(
+        Counter,
+        "saga_started",
+        &["saga"],
+        "Orchestrated sagas started.",
+    ),
+    metric(
+        Counter,
+        "saga_completed",
+        &["saga"],
+        "Sagas that completed.",
+    ),
+    metric(
+        Counter,
         "saga_compensated",
         &["saga"],
         "Sagas that failed and were compensated.",
     ),
-    counter("saga_parked", &["saga"], "Sagas parked as NeedsAttention."),
-    counter(
+    metric(
+        Counter,
+        "saga_parked",
+        &["saga"],
+        "Sagas parked as NeedsAttention.",
+    ),
+    metric(
+        Counter,
         "saga_compensation_executed",
         &["saga", "step"],
         "Compensations that ran.",
     ),
-    histogram(
+    metric(
+        Histogram,
         "saga_step_duration",
         &["saga", "step"],
         "Time a saga step took, in seconds.",
     ),
-    counter(
+    metric(
+        Counter,
         "saga_transition_violations",
         &["saga"],
         "Choreography events that broke the rule table.",
     ),
-    gauge(
+    metric(
+        Gauge,
         "saga_stuck",
         &[],
         "Choreographed sagas with no event for longer than allowed.",
     ),
-    gauge(
+    metric(
+        Gauge,
         "circuit_breaker_state",
         &["breaker"],
         "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
     ),
-    counter("retry_attempts", &[], "Retries made (not first attempts)."),
-    counter(
+    metric(
+        Counter,
+        "retry_attempts",
+        &[],
+        "Retries made (not first attempts).",
+    ),
+    metric(
+        Counter,
         "bulkhead_rejected",
         &["bulkhead"],
         "Calls refused by a full bulkhead.",
     ),
-    counter(
+    metric(
+        Counter,
         "rate_limit_bans",
         &[],
         "Keys banned for repeated limit violations.",
     ),
-    counter("cache_hits", &["cache"], "Cache reads that found a value."),
-    counter(
+    metric(
+        Counter,
+        "cache_hits",
+        &["cache"],
+        "Cache reads that found a value.",
+    ),
+    metric(
+        Counter,
         "cache_misses",
         &["cache"],
         "Cache reads that found nothing.",
     ),
-    counter(
+    metric(
+        Counter,
         "cache_evictions",
         &["cache"],
         "Entries evicted from a bounded memory cache.",
     ),
-    counter(
+    metric(
+        Counter,
         "gateway_upstream_failures",
         &["upstream", "kind"],
         "Upstream calls that failed: connect, timeout, protocol, status.",
     ),
-    counter(
+    metric(
+        Counter,
         "gateway_retries",
         &["upstream"],
         "Requests the gateway sent again to an upstream.",
     ),
-    counter(
+    metric(
+        Counter,
         "gateway_rate_limited",
         &["bucket", "kind"],
         "Requests refused at the gateway by role bucket: limited or banned.",
     ),
-    counter(
+    metric(
+        Counter,
         "gateway_limit_store_errors",
         &[],
         "Limit checks let through because the limits store did not answer.",
     ),
-    counter(
+    metric(
+        Counter,
         "audit_records_appended",
         &[],
         "Records appended to the audit chain.",
     ),
-    counter(
+    metric(
+        Counter,
         "notification_deliveries",
         &["channel", "status"],
         "Notification attempts: sent, failed or skipped.",
