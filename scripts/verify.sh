@@ -19,6 +19,11 @@ if ! command -v cargo-nextest >/dev/null; then
   cargo install cargo-nextest --locked
 fi
 
+echo "[verify] promtool: alert rules and their unit tests" >&2
+promtool check rules deploy/prometheus/alerts.yaml
+promtool test rules deploy/prometheus/alerts.test.yaml
+python3 -c 'import json, glob; [json.load(open(f)) for f in glob.glob("deploy/grafana/*.json")]'
+
 echo "[verify] cargo fmt --check" >&2
 cargo fmt --all --check
 echo "[verify] cargo clippy" >&2

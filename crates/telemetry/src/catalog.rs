@@ -298,6 +298,63 @@ mod tests {
         );
     }
 
+    /// Every metric a dashboard or alert queries is one the services export.
+    #[test]
+    fn dashboards_and_alerts_query_exported_metrics() {
+        let files = [
+            include_str!("../../../deploy/prometheus/alerts.yaml"),
+            include_str!("../../../deploy/prometheus/alerts.test.yaml"),
+            include_str!("../../../deploy/grafana/api-latency.json"),
+            include_str!("../../../deploy/grafana/gateway-protection.json"),
+            include_str!("../../../deploy/grafana/queue-health.json"),
+            include_str!("../../../deploy/grafana/transfers-saga.json"),
+            include_str!("../../../deploy/grafana/cache-efficiency.json"),
+        ];
+        let exported: Vec<String> = CATALOG
+            .iter()
+            .flat_map(|m| match m.kind {
+                Kind::Counter => vec![format!("{}_total", m.name)],
+                Kind::Gauge => vec![m.name.to_owned()],
+                Kind::Histogram => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .map(|s| format!("{}{s}", m.name))
+                    .collect(),
+            })
+            .collect();
+        let mut queried = 0;
+        for file in files {
+            // A metric in PromQL is an identifier followed by `{` or `[` (a selector or range).
+            let bytes = file.as_bytes();
+            let mut start = None;
+            for (i, b) in bytes.iter().enumerate() {
+                let word =
+                    b.is_ascii_lowercase() || *b == b'_' || (start.is_some() && b.is_ascii_digit());
+                match (word, start) {
+                    (true, None) => start = Some(i),
+                    (false, Some(s)) => {
+                        let name = &file[s..i];
+                        if (*b == b'{' || *b == b'[')
+                            && name.contains('_')
+                            && !name.starts_with('_')
+                        {
+                            queried += 1;
+                            assert!(
+                                exported.iter().any(|e| e == name),
+                                "`{name}` is not exported"
+                            );
+                        }
+                        start = None;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        assert!(
+            queried > 30,
+            "only {queried} metrics found: the scan is broken"
+        );
+    }
+
     #[test]
     fn the_documented_table_lists_every_metric() {
         let doc = include_str!("../../../docs/metrics.md");
