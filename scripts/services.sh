@@ -2,7 +2,7 @@
 # Makes sure the engines the tests use are up on loopback: PostgreSQL (5432), Redis (6379),
 # RabbitMQ (5672), NATS with JetStream (4222), an S3-compatible store (moto, 5055) and an SMTP
 # server that keeps what it receives in a maildir (aiosmtpd, 8025, /tmp/telar-smtp/maildir); and
-# promtool, which checks every service's /metrics. Starts any that is down and installs any that
+# promtool, which checks every service's /metrics; kubernetes-validate for deploy/k8s. Starts any that is down and installs any that
 # is missing (Debian packages). Fails loudly: a suite that skips its real-engine tests is a
 # failing suite.
 set -euo pipefail
@@ -121,6 +121,14 @@ ensure_promtool() {
   log "promtool ok"
 }
 
+ensure_kubernetes_validate() {
+  command -v kubernetes-validate >/dev/null \
+    || python3 -m pip install -q kubernetes-validate >/dev/null 2>&1 \
+    || die "pip install kubernetes-validate failed"
+  command -v kubernetes-validate >/dev/null || die "kubernetes-validate is not on PATH after installing it"
+  log "kubernetes-validate ok"
+}
+
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
@@ -128,3 +136,4 @@ ensure_nats
 ensure_moto
 ensure_smtp
 ensure_promtool
+ensure_kubernetes_validate

@@ -23,6 +23,8 @@ echo "[verify] promtool: alert rules and their unit tests" >&2
 promtool check rules deploy/prometheus/alerts.yaml
 promtool test rules deploy/prometheus/alerts.test.yaml
 python3 -c 'import json, glob; [json.load(open(f)) for f in glob.glob("deploy/grafana/*.json")]'
+echo "[verify] kubernetes-validate deploy/k8s (offline schemas)" >&2
+kubernetes-validate --strict --quiet deploy/k8s/*.yaml
 
 echo "[verify] cargo fmt --check" >&2
 cargo fmt --all --check

@@ -745,3 +745,57 @@ async fn audit_verify_names_the_first_broken_record_and_export_writes_json_lines
     assert_eq!(report["first_broken"]["seq"], 2);
     assert!(text(&broken.stderr).contains("broken at record 2"));
 }
+
+/// The configuration the Kubernetes manifests mount is one `telar` accepts, and says what they
+/// mean: PostgreSQL, NATS, Redis-shared gateway limits, identity found by its Service name.
+#[test]
+fn the_kubernetes_config_map_is_a_valid_config() {
+    let manifest = include_str!("../../../../deploy/k8s/config.yaml");
+    let mut toml = String::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        if line.trim_start().starts_with("telar.toml: |") {
+            inside = true;
+            continue;
+        }
+        if inside {
+            match line.strip_prefix("    ") {
+                Some(content) => toml.push_str(content),
+                None if line.trim().is_empty() => {}
+                None => break,
+            }
+            toml.push('\n');
+        }
+    }
+    assert!(
+        toml.contains("[database]"),
+        "no telar.toml found in the ConfigMap"
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("telar.toml");
+    std::fs::write(&file, toml).expect("write");
+    let checked = run(telar()
+        .args([
+            "--config",
+            file.to_str().expect("path"),
+            "config",
+            "check",
+            "--json",
+        ])
+        .env(
+            "TELAR_DATABASE__POSTGRES__URL",
+            "postgres://telar@postgres:5432/telar",
+        ));
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&checked.stdout).expect("json");
+    assert_eq!(config["database"]["backend"], "postgres");
+    assert_eq!(config["bus"]["backend"], "nats");
+    assert_eq!(
+        config["services"]["gateway"]["settings"]["limits"]["backend"],
+        "redis"
+    );
+    assert_eq!(
+        config["services"]["gateway"]["settings"]["upstreams"]["identity"]["instances"][0],
+        "http://identity:8008"
+    );
+}
