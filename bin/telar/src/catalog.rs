@@ -107,11 +107,11 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
                 .await
                 .with_context(|| format!("preparing {name}"))?;
             let topics = &settings.services.audit.settings.topics;
-            let subscriptions = telar_audit::subscribe(bus.get(settings).await?, &log, topics)
+            let subscription = telar_audit::subscribe(bus.get(settings).await?, &log, topics)
                 .await
                 .with_context(|| format!("subscribing {name} to {topics:?}"))?;
             Ok(Built {
-                service: Runnable::Consuming(Box::new(service), subscriptions),
+                service: Runnable::Consuming(Box::new(service), vec![subscription]),
                 data,
             })
         }

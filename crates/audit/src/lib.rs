@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use telar_kit::{KitConfig, ReadyCheck, Service};
 use telar_sql::Db;
 
-pub use consume::{group_for, subscribe};
+pub use consume::{GROUP, subscribe};
 pub use log::{AuditError, AuditLog, Broken, Filter, Verification, append_in};
 pub use record::{AuditRecord, GENESIS, NewRecord, chain_hash};
 

@@ -152,7 +152,7 @@ async fn bus_events_become_records_once() {
     let (_service, log) = telar_audit::build(db, telar_kit::KitConfig::default())
         .await
         .unwrap();
-    let subscriptions = telar_audit::subscribe(&bus, &log, &["carpeta.>".to_owned()])
+    let subscription = telar_audit::subscribe(&bus, &log, &["carpeta.>".to_owned()])
         .await
         .unwrap();
     let signed = Envelope::new(
@@ -201,9 +201,7 @@ async fn bus_events_become_records_once() {
         ("u-9", "document")
     );
     assert!(log.verify().await.unwrap().ok);
-    for subscription in subscriptions {
-        subscription.stop().await;
-    }
+    subscription.stop().await;
 }
 
 #[tokio::test]
