@@ -17,6 +17,7 @@ pub const NAMES: &[&str] = &[
     telar_audit::NAME,
     telar_notify::NAME,
     telar_carpeta_hub_sim::NAME,
+    telar_carpeta::hub::NAME,
     telar_gateway::NAME,
 ];
 
@@ -45,6 +46,8 @@ pub enum Runnable {
     /// A kit service with bus consumers, stopped (in-flight deliveries settled) after it drains.
     Consuming(Box<Service>, Vec<telar_bus::Subscription>),
     Gateway(Gateway),
+    /// A Carpeta service: kit service, background tasks and subscriptions.
+    App(Box<telar_carpeta::shared::App>),
 }
 
 type Serving = Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
@@ -65,6 +68,7 @@ impl Runnable {
                 served
             }),
             Runnable::Gateway(gateway) => Box::pin(gateway.run(listener, shutdown)),
+            Runnable::App(app) => Box::pin(app.run(listener, shutdown)),
         }
     }
 }
@@ -84,6 +88,38 @@ fn resolve_gateway_urls(
         config.auth.jwks_url = Some(settings.resolve_service_url(url)?);
     }
     Ok(())
+}
+
+/// The token verifier of Carpeta's services.
+fn carpeta_verifier(settings: &Settings) -> anyhow::Result<telar_auth::Verifier> {
+    let auth = &settings.carpeta.auth;
+    let jwks_url = settings
+        .resolve_service_url(&auth.jwks_url)
+        .map_err(|e| anyhow::anyhow!("carpeta.auth.jwks_url: {e}"))?;
+    Ok(telar_auth::Verifier::new(telar_auth::VerifierConfig {
+        jwks_url: Some(jwks_url),
+        ..telar_auth::VerifierConfig::new(auth.issuer.clone(), auth.audience.clone())
+    }))
+}
+
+/// The services' own token source (client credentials at the identity service).
+#[allow(dead_code)]
+fn carpeta_tokens(settings: &Settings) -> anyhow::Result<telar_carpeta::shared::TokenSource> {
+    let auth = &settings.carpeta.auth;
+    if auth.client_secret.is_empty() {
+        bail!(
+            "carpeta.auth.client_secret is not set: services in separate processes need it \
+             (TELAR_CARPETA__AUTH__CLIENT_SECRET), and the identity service must run with the same value"
+        );
+    }
+    let token_url = settings
+        .resolve_service_url(&auth.token_url)
+        .map_err(|e| anyhow::anyhow!("carpeta.auth.token_url: {e}"))?;
+    Ok(telar_carpeta::shared::TokenSource::new(
+        &token_url,
+        &auth.client_id,
+        &auth.client_secret,
+    ))
 }
 
 /// A built service and where its data lives.
@@ -160,9 +196,22 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             if config.keys_secret.is_none() {
                 config.keys_secret = std::env::var("TELAR_IDENTITY_KEYS_SECRET").ok();
             }
-            let (service, _accounts) = telar_identity::build(db, config, settings.http.clone())
+            let (service, accounts) = telar_identity::build(db, config, settings.http.clone())
                 .await
                 .with_context(|| format!("preparing {name}"))?;
+            let auth = &settings.carpeta.auth;
+            if !auth.client_secret.is_empty() {
+                accounts
+                    .ensure_client(telar_identity::NewAccount {
+                        name: auth.client_id.clone(),
+                        secret: auth.client_secret.clone(),
+                        roles: vec![telar_carpeta::shared::SERVICE_ROLE.to_owned()],
+                        permissions: Vec::new(),
+                        org_id: None,
+                    })
+                    .await
+                    .with_context(|| format!("creating the account {}", auth.client_id))?;
+            }
             Ok(Built {
                 service: Runnable::Kit(Box::new(service)),
                 data,
@@ -179,6 +228,34 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             Ok(Built {
                 service: Runnable::Gateway(gateway),
                 data: "none (routes and limits in memory)".into(),
+            })
+        }
+        telar_carpeta::hub::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let mut config = settings.services.hub_client.settings.clone();
+            let resolve = |url: &str, key: &str| {
+                settings
+                    .resolve_service_url(url)
+                    .map_err(|e| anyhow::anyhow!("services.hub-client.settings.{key}: {e}"))
+            };
+            config.hub_url = resolve(&config.hub_url, "hub_url")?;
+            config.operator.transfer_url =
+                resolve(&config.operator.transfer_url, "operator.transfer_url")?;
+            config.operator.confirm_url =
+                resolve(&config.operator.confirm_url, "operator.confirm_url")?;
+            let (app, _client) = telar_carpeta::hub::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing {name}: {e}"))?;
+            Ok(Built {
+                service: Runnable::App(Box::new(app)),
+                data,
             })
         }
         other => bail!("unknown service `{other}`"),

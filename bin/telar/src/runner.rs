@@ -33,6 +33,10 @@ pub async fn run(settings: Settings, names: Vec<String>) -> Result<(), CommandEr
     // told the real addresses, including those picked by the system (port 0).
     let mut listeners = Vec::new();
     let mut settings = settings;
+    // One process holding the identity service: the services' account gets a fresh secret.
+    if settings.carpeta.auth.client_secret.is_empty() && names.iter().any(|n| n == "identity") {
+        settings.carpeta.auth.client_secret = hex::encode(rand::random::<[u8; 24]>());
+    }
     for name in &names {
         let listener = match bind(name, &settings).await {
             Ok(listener) => listener,

@@ -30,7 +30,15 @@ pub struct Settings {
     pub http: KitConfig,
     pub database: DbConfig,
     pub bus: telar_bus::BusConfig,
+    /// What Carpeta's services share.
+    pub carpeta: CarpetaSettings,
     pub services: Services,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CarpetaSettings {
+    pub auth: telar_carpeta::shared::AuthConfig,
 }
 
 /// Every service this binary knows, each with where it listens and its own settings.
@@ -43,6 +51,8 @@ pub struct Services {
     pub notification: ServiceEntry<NotifyConfig>,
     #[serde(rename = "hub-sim")]
     pub hub_sim: ServiceEntry<HubSimConfig>,
+    #[serde(rename = "hub-client")]
+    pub hub_client: ServiceEntry<telar_carpeta::hub::HubClientConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,6 +195,7 @@ impl Settings {
             audit,
             notification,
             hub_sim,
+            hub_client,
         } = &self.services;
         vec![
             (
@@ -205,6 +216,12 @@ impl Settings {
                 hub_sim.host.as_str(),
                 hub_sim.port,
                 hub_sim.enabled,
+            ),
+            (
+                "hub-client",
+                hub_client.host.as_str(),
+                hub_client.port,
+                hub_client.enabled,
             ),
             (
                 "gateway",
@@ -231,6 +248,7 @@ impl Settings {
             "audit" => self.services.audit.port = port,
             "notification" => self.services.notification.port = port,
             "hub-sim" => self.services.hub_sim.port = port,
+            "hub-client" => self.services.hub_client.port = port,
             _ => {}
         }
     }

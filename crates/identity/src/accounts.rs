@@ -67,6 +67,30 @@ impl Accounts {
         self.create("client", account).await
     }
 
+    /// Creates the service account, or gives an existing one of that name this secret and these
+    /// roles (a process that generates its services' secret at start calls this every start).
+    pub async fn ensure_client(&self, account: NewAccount) -> Result<String, telar_sql::Error> {
+        let existing =
+            query("SELECT id FROM identity_accounts WHERE kind = 'client' AND name = $1")
+                .bind(&account.name)
+                .fetch_optional(&self.db)
+                .await?;
+        let Some(row) = existing else {
+            return self.create("client", account).await;
+        };
+        let id: String = row.get("id")?;
+        query(
+            "UPDATE identity_accounts SET secret_hash = $1, roles = $2, permissions = $3 WHERE id = $4",
+        )
+        .bind(hash(&account.secret)?)
+        .bind(serde_json::to_string(&account.roles).unwrap_or_default())
+        .bind(serde_json::to_string(&account.permissions).unwrap_or_default())
+        .bind(&id)
+        .execute(&self.db)
+        .await?;
+        Ok(id)
+    }
+
     async fn create(&self, kind: &str, account: NewAccount) -> Result<String, telar_sql::Error> {
         let id = telar_types::new_id().to_string();
         let secret_hash = hash(&account.secret)?;

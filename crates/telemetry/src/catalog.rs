@@ -235,6 +235,48 @@ pub const CATALOG: &[MetricInfo] = &[
     ),
     metric(
         Counter,
+        "hub_calls",
+        &["endpoint", "outcome"],
+        "Calls to the hub by endpoint: success, refused, failed, deferred, queued, cached.",
+    ),
+    metric(
+        Histogram,
+        "hub_latency",
+        &["endpoint"],
+        "Time the hub took to answer, in seconds.",
+    ),
+    metric(
+        Counter,
+        "hub_status_codes",
+        &["endpoint", "code"],
+        "Hub answers by status code (timeout and unreachable when none came).",
+    ),
+    metric(
+        Counter,
+        "hub_rate_limit_exceeded",
+        &["endpoint"],
+        "Hub calls held back because the endpoint's call budget was spent.",
+    ),
+    metric(
+        Gauge,
+        "hub_rate_limit_remaining",
+        &["endpoint"],
+        "Calls to the hub endpoint still allowed in the current window.",
+    ),
+    metric(
+        Gauge,
+        "hub_cb_open",
+        &["endpoint"],
+        "1 while the hub endpoint's circuit breaker is open.",
+    ),
+    metric(
+        Gauge,
+        "hub_queue_length",
+        &[],
+        "Hub calls queued for a later attempt.",
+    ),
+    metric(
+        Counter,
         "notification_deliveries",
         &["channel", "status"],
         "Notification attempts: sent, failed or skipped.",

@@ -141,6 +141,16 @@ fn serve_refuses_unknown_services() {
     );
 }
 
+/// Every service `telar up` runs.
+const SERVICES: &[&str] = &[
+    "identity",
+    "audit",
+    "notification",
+    "hub-sim",
+    "hub-client",
+    "gateway",
+];
+
 /// Starts `telar` with `args` (every service on a free port), reads stderr until the table is
 /// complete and returns each service's URL; every listed service must be ready.
 fn start(
@@ -151,14 +161,20 @@ fn start(
     BTreeMap<String, String>,
     std::thread::JoinHandle<String>,
 ) {
-    let mut child = telar()
+    let mut command = telar();
+    // Every service on a port the system picks: tests run side by side.
+    for service in SERVICES {
+        command.env(
+            format!(
+                "TELAR_SERVICES__{}__PORT",
+                service.replace('-', "_").to_uppercase()
+            ),
+            "0",
+        );
+    }
+    let mut child = command
         .args(args)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("TELAR_SERVICES__HUB_SIM__PORT", "0")
-        .env("TELAR_SERVICES__GATEWAY__PORT", "0")
-        .env("TELAR_SERVICES__IDENTITY__PORT", "0")
-        .env("TELAR_SERVICES__AUDIT__PORT", "0")
-        .env("TELAR_SERVICES__NOTIFICATION__PORT", "0")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

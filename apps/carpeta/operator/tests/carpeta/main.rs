@@ -1,0 +1,6 @@
+//! Carpeta's services against the hub simulator, on SQLite and the embedded bus.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod hub;
