@@ -18,6 +18,7 @@ pub const NAMES: &[&str] = &[
     telar_notify::NAME,
     telar_carpeta_hub_sim::NAME,
     telar_carpeta::hub::NAME,
+    telar_carpeta::citizen::NAME,
     telar_gateway::NAME,
 ];
 
@@ -103,7 +104,6 @@ fn carpeta_verifier(settings: &Settings) -> anyhow::Result<telar_auth::Verifier>
 }
 
 /// The services' own token source (client credentials at the identity service).
-#[allow(dead_code)]
 fn carpeta_tokens(settings: &Settings) -> anyhow::Result<telar_carpeta::shared::TokenSource> {
     let auth = &settings.carpeta.auth;
     if auth.client_secret.is_empty() {
@@ -249,6 +249,28 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
                 bus.get(settings).await?.clone(),
                 config,
                 carpeta_verifier(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("preparing {name}: {e}"))?;
+            Ok(Built {
+                service: Runnable::App(Box::new(app)),
+                data,
+            })
+        }
+        telar_carpeta::citizen::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let mut config = settings.services.citizen.settings.clone();
+            config.hub_client_url = settings
+                .resolve_service_url(&config.hub_client_url)
+                .map_err(|e| anyhow::anyhow!("services.citizen.settings.hub_client_url: {e}"))?;
+            let app = telar_carpeta::citizen::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                carpeta_tokens(settings)?,
                 settings.http.clone(),
             )
             .await

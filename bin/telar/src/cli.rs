@@ -90,10 +90,12 @@ pub struct TokenIssueArgs {
     /// Lifetime in seconds.
     #[arg(long, default_value_t = 900)]
     pub ttl: i64,
-    #[arg(long, default_value = "http://127.0.0.1:8010")]
-    pub issuer: String,
-    #[arg(long, default_value = "telar")]
-    pub audience: String,
+    /// Default: the identity service's configured issuer.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Default: the identity service's configured audience.
+    #[arg(long)]
+    pub audience: Option<String>,
     /// Print JSON (`{"access_token", "expires_in"}`).
     #[arg(long)]
     pub json: bool,

@@ -53,6 +53,7 @@ pub struct Services {
     pub hub_sim: ServiceEntry<HubSimConfig>,
     #[serde(rename = "hub-client")]
     pub hub_client: ServiceEntry<telar_carpeta::hub::HubClientConfig>,
+    pub citizen: ServiceEntry<telar_carpeta::citizen::CitizenConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -196,6 +197,7 @@ impl Settings {
             notification,
             hub_sim,
             hub_client,
+            citizen,
         } = &self.services;
         vec![
             (
@@ -224,6 +226,12 @@ impl Settings {
                 hub_client.enabled,
             ),
             (
+                "citizen",
+                citizen.host.as_str(),
+                citizen.port,
+                citizen.enabled,
+            ),
+            (
                 "gateway",
                 gateway.host.as_str(),
                 gateway.port,
@@ -249,6 +257,7 @@ impl Settings {
             "notification" => self.services.notification.port = port,
             "hub-sim" => self.services.hub_sim.port = port,
             "hub-client" => self.services.hub_client.port = port,
+            "citizen" => self.services.citizen.port = port,
             _ => {}
         }
     }

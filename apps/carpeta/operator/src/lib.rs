@@ -2,6 +2,7 @@
 //! (`shared/systems/carpeta.md`). One crate, one module per service; each service has its own
 //! database and talks to the others over HTTP and the bus only (ADR 0012).
 
+pub mod citizen;
 pub mod domain;
 pub mod hub;
 pub mod shared;

@@ -20,9 +20,10 @@ pub async fn run(file: Option<&Path>, command: TokenCommand) -> Result<(), Comma
             let db = Db::connect(&settings.database, telar_identity::NAME)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the identity database: {e}"))?;
+            let configured = &settings.services.identity.settings;
             let config = IdentityConfig {
-                issuer: args.issuer,
-                audience: args.audience,
+                issuer: args.issuer.unwrap_or_else(|| configured.issuer.clone()),
+                audience: args.audience.unwrap_or_else(|| configured.audience.clone()),
                 keys_secret: std::env::var("TELAR_IDENTITY_KEYS_SECRET").ok(),
                 ..IdentityConfig::default()
             };

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -148,6 +149,7 @@ const SERVICES: &[&str] = &[
     "notification",
     "hub-sim",
     "hub-client",
+    "citizen",
     "gateway",
 ];
 
@@ -271,6 +273,54 @@ async fn gateway_fronts_identity(gateway: &str) {
     assert!(unknown.headers().contains_key("x-request-id"));
 }
 
+/// A citizen with a token from the identity service registers through the gateway; citizen
+/// calls hub-client with the services' own client-credentials token, hub-client calls the hub
+/// with the operator it registered at start.
+async fn citizen_registers_through_the_gateway(urls: &BTreeMap<String, String>, data: &Path) {
+    let issued = run(telar()
+        .args([
+            "token",
+            "issue",
+            "--sub",
+            "1032456700",
+            "--role",
+            "ciudadano",
+            "--audience",
+            "telar",
+            "--json",
+        ])
+        .env("TELAR_DATABASE__SQLITE__DIR", data.display().to_string()));
+    assert!(issued.status.success(), "{}", text(&issued.stderr));
+    let answer: serde_json::Value = serde_json::from_slice(&issued.stdout).expect("json");
+    let token = answer["access_token"].as_str().expect("token");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let registered = client
+        .post(format!("{}/citizens", urls["gateway"]))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"id": "1032456700", "name": "Luis Gómez", "address": "Calle 2", "email": "luis@correo.co"}))
+        .send()
+        .await
+        .expect("register");
+    let status = registered.status();
+    let body = registered.text().await.unwrap_or_default();
+    assert_eq!(status, 201, "{body}");
+    let validated = client
+        .get(format!(
+            "{}/apis/validateCitizen/1032456700",
+            urls["hub-sim"]
+        ))
+        .send()
+        .await
+        .expect("validate")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(validated.contains("Operador Telar"), "{validated}");
+}
+
 /// Every service's `/metrics` passes `promtool check metrics` (installed by scripts/services.sh):
 /// help text on every metric, `_total` on counters, no `_count` on anything but histograms.
 async fn metrics_pass_promtool(urls: &BTreeMap<String, String>) {
@@ -333,14 +383,15 @@ async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
             ),
         ],
     );
-    for service in ["identity", "audit", "notification", "hub-sim", "gateway"] {
+    for service in SERVICES {
         assert!(
-            urls.contains_key(service),
+            urls.contains_key(*service),
             "{service} is not in the table: {urls:?}"
         );
     }
     register_and_check(&urls["hub-sim"]).await;
     gateway_fronts_identity(&urls["gateway"]).await;
+    citizen_registers_through_the_gateway(&urls, dir.path()).await;
     metrics_pass_promtool(&urls).await;
     assert!(
         dir.path().join("hub-sim.db").exists(),
@@ -682,7 +733,7 @@ async fn token_issue_signs_with_the_identity_key_and_inspect_decodes() {
         .map(|d| d.as_secs() as i64)
         .unwrap_or_default();
     let verifier = telar_auth::Verifier::new(telar_auth::VerifierConfig::new(
-        "http://127.0.0.1:8010",
+        "http://127.0.0.1:8008",
         "carpeta",
     ))
     .with_keys(&ring.jwks(now));

@@ -125,3 +125,8 @@ impl SharedStore {
         }
     }
 }
+
+/// A Carpeta event (source `carpeta`, the aggregate's id as subject).
+pub fn event(ty: &str, subject: &str, data: serde_json::Value) -> telar_types::Envelope {
+    telar_types::Envelope::new("carpeta", ty, data).with_subject(subject)
+}

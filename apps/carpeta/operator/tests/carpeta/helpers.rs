@@ -86,6 +86,23 @@ impl World {
             .unwrap()
     }
 
+    /// A token endpoint answering client-credentials requests with a service token signed by
+    /// this world's keys (the identity service's contract, without its Argon2 cost in tests).
+    pub async fn tokens(&mut self) -> telar_carpeta::shared::TokenSource {
+        let token = self.service_token();
+        let router = axum::Router::new().route(
+            "/token",
+            axum::routing::post(move || {
+                let token = token.clone();
+                async move { axum::Json(serde_json::json!({"access_token": token, "token_type": "Bearer", "expires_in": 3600})) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/token", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        telar_carpeta::shared::TokenSource::new(&url, "carpeta-services", "secret")
+    }
+
     pub fn service_token(&self) -> String {
         self.token("carpeta-services", &["service"])
     }

@@ -8,7 +8,10 @@ use telar_kit::KitConfig;
 
 use crate::helpers::{Running, World, eventually, metric};
 
-async fn hub_client(world: &mut World, configure: impl FnOnce(&mut HubClientConfig)) -> Running {
+pub async fn hub_client(
+    world: &mut World,
+    configure: impl FnOnce(&mut HubClientConfig),
+) -> Running {
     let mut config = HubClientConfig {
         hub_url: world.hub.base.clone(),
         ..HubClientConfig::default()
@@ -216,17 +219,17 @@ async fn beyond_the_per_endpoint_limit_calls_are_accepted_queued_and_sent_later(
         Some(0.0)
     );
     // The worker sends them once the window has room.
-    eventually(
+    let calls = eventually(
         Duration::from_secs(10),
-        "queued authentications to reach the hub",
+        "queued authentications to be done",
         || async {
-            let state = world.hub_state().await;
-            (state["authentications"].as_array().map_or(0, Vec::len) == 12).then_some(())
+            let calls = get(&world, client.url("/hub/calls?status=done")).await;
+            (calls.as_array().map_or(0, Vec::len) == 2).then_some(calls)
         },
     )
     .await;
-    let calls: Value = get(&world, client.url("/hub/calls?status=done")).await;
-    assert_eq!(calls.as_array().unwrap().len(), 2);
+    let state = world.hub_state().await;
+    assert_eq!(state["authentications"].as_array().map_or(0, Vec::len), 12);
     assert_eq!(calls[0]["answer_status"], 200);
 }
 

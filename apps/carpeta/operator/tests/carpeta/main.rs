@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod citizen;
 mod helpers;
 mod hub;

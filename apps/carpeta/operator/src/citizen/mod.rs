@@ -1,0 +1,89 @@
+//! citizen: register (validated, then registered at the hub through hub-client), get, search,
+//! update. `carpeta.citizen.registered` / `carpeta.citizen.updated` leave through the outbox in
+//! the same transaction as the row. A registration the hub could not take at once is stored as
+//! `pending_hub` and settled when hub-client reports the queued call's outcome.
+
+mod consume;
+mod routes;
+mod store;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use telar_auth::Verifier;
+use telar_bus::{Bus, Inbox, Outbox};
+use telar_kit::{KitConfig, ReadyCheck, Service};
+use telar_sql::Db;
+
+pub use store::Citizen;
+
+use crate::shared::{App, ServiceClient, TokenSource};
+
+pub const NAME: &str = "citizen";
+
+/// `[services.citizen.settings]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CitizenConfig {
+    /// hub-client's base URL (`service://hub-client` in `telar up`).
+    pub hub_client_url: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for CitizenConfig {
+    fn default() -> Self {
+        CitizenConfig {
+            hub_client_url: "service://hub-client".into(),
+            timeout_ms: 15_000,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct State {
+    pub citizens: store::Citizens,
+    pub outbox: Outbox,
+    pub hub: ServiceClient,
+}
+
+pub async fn build(
+    db: Db,
+    bus: Bus,
+    config: CitizenConfig,
+    verifier: Verifier,
+    tokens: TokenSource,
+    kit: KitConfig,
+) -> Result<App, String> {
+    db.migrate(&[store::MIGRATION, Outbox::MIGRATION, Inbox::MIGRATION])
+        .await
+        .map_err(|e| e.to_string())?;
+    let outbox = Outbox::new();
+    let state = State {
+        citizens: store::Citizens { db: db.clone() },
+        outbox: outbox.clone(),
+        hub: ServiceClient::new(
+            &config.hub_client_url,
+            Duration::from_millis(config.timeout_ms),
+            tokens,
+        ),
+    };
+    let api = routes::router(state.clone()).layer(axum::middleware::from_fn_with_state(
+        verifier,
+        telar_auth::authenticate,
+    ));
+    let ready_db = db.clone();
+    let service = Service::new(NAME)
+        .config(kit)
+        .api(api)
+        .ready_check(ReadyCheck::new("database", move || {
+            let db = ready_db.clone();
+            async move { db.ping().await.map_err(|e| e.to_string()) }
+        }));
+    let subscription = consume::subscribe(&bus, state)
+        .await
+        .map_err(|e| e.to_string())?;
+    let relay = outbox.relay(db, bus);
+    Ok(App::new(service)
+        .task(move |stop| relay.run(stop))
+        .subscription(subscription))
+}
