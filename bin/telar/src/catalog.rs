@@ -17,8 +17,12 @@ pub const NAMES: &[&str] = &[
     telar_audit::NAME,
     telar_notify::NAME,
     telar_carpeta_hub_sim::NAME,
+    telar_carpeta::iam::NAME,
     telar_carpeta::hub::NAME,
     telar_carpeta::citizen::NAME,
+    telar_carpeta::ingestion::NAME,
+    telar_carpeta::metadata::NAME,
+    telar_carpeta::read_models::NAME,
     telar_gateway::NAME,
 ];
 
@@ -91,6 +95,28 @@ fn resolve_gateway_urls(
     Ok(())
 }
 
+fn preparing(name: &str, error: String) -> anyhow::Error {
+    anyhow::anyhow!("preparing {name}: {error}")
+}
+
+fn resolve(settings: &Settings, url: &str, key: &str) -> anyhow::Result<String> {
+    settings
+        .resolve_service_url(url)
+        .map_err(|e| anyhow::anyhow!("{key}: {e}"))
+}
+
+/// A relative `data/...` path of the defaults follows the SQLite directory when it was moved
+/// (`database.sqlite.dir`), so one setting relocates all local state.
+fn sqlite_relative(settings: &Settings, path: &str) -> String {
+    let dir = &settings.database.sqlite.dir;
+    match path.strip_prefix("data/") {
+        Some(rest) if dir.as_path() != std::path::Path::new("data") => {
+            dir.join(rest).display().to_string()
+        }
+        _ => path.to_owned(),
+    }
+}
+
 /// The token verifier of Carpeta's services.
 fn carpeta_verifier(settings: &Settings) -> anyhow::Result<telar_auth::Verifier> {
     let auth = &settings.carpeta.auth;
@@ -126,6 +152,15 @@ fn carpeta_tokens(settings: &Settings) -> anyhow::Result<telar_carpeta::shared::
 pub struct Built {
     pub service: Runnable,
     pub data: String,
+}
+
+impl Built {
+    fn app(app: telar_carpeta::shared::App, data: String) -> Self {
+        Built {
+            service: Runnable::App(Box::new(app)),
+            data,
+        }
+    }
 }
 
 async fn database(name: &str, settings: &Settings) -> anyhow::Result<Db> {
@@ -224,7 +259,7 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             let verifier = telar_gateway::verifier(&config.auth);
             let gateway = Gateway::build(config, settings.http.clone(), verifier)
                 .await
-                .map_err(|e| anyhow::anyhow!("preparing {name}: {e}"))?;
+                .map_err(|e| preparing(name, e))?;
             Ok(Built {
                 service: Runnable::Gateway(gateway),
                 data: "none (routes and limits in memory)".into(),
@@ -252,11 +287,8 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
                 settings.http.clone(),
             )
             .await
-            .map_err(|e| anyhow::anyhow!("preparing {name}: {e}"))?;
-            Ok(Built {
-                service: Runnable::App(Box::new(app)),
-                data,
-            })
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
         }
         telar_carpeta::citizen::NAME => {
             let db = database(name, settings).await?;
@@ -274,11 +306,95 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
                 settings.http.clone(),
             )
             .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::iam::NAME => {
+            let mut config = settings.services.iam.settings.clone();
+            if config.policies_dir.is_empty() {
+                config.builtin_dir = sqlite_relative(settings, &config.builtin_dir);
+            }
+            let data = if config.policies_dir.is_empty() {
+                format!("built-in policies in {}", config.builtin_dir)
+            } else {
+                format!("policies in {}", config.policies_dir)
+            };
+            let app = telar_carpeta::iam::build(
+                &config,
+                carpeta_verifier(settings)?,
+                settings.http.clone(),
+            )
             .map_err(|e| anyhow::anyhow!("preparing {name}: {e}"))?;
-            Ok(Built {
-                service: Runnable::App(Box::new(app)),
-                data,
-            })
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::ingestion::NAME => {
+            let db = database(name, settings).await?;
+            let mut config = settings.services.ingestion.settings.clone();
+            config.iam_url = resolve(
+                settings,
+                &config.iam_url,
+                "services.ingestion.settings.iam_url",
+            )?;
+            config.objects.public_url = resolve(
+                settings,
+                &config.objects.public_url,
+                "services.ingestion.settings.objects.public_url",
+            )?;
+            config.objects.dir = sqlite_relative(settings, &config.objects.dir);
+            if config.objects.url_secret.is_empty() {
+                tracing::warn!(
+                    "services.ingestion.settings.objects.url_secret is empty: a random one is used, so links die with this process"
+                );
+                config.objects.url_secret = hex::encode(rand::random::<[u8; 24]>());
+            }
+            let data = format!("{} · files: {}", db.location(), config.objects.dir);
+            let app = telar_carpeta::ingestion::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                carpeta_tokens(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::metadata::NAME => {
+            let db = database(name, settings).await?;
+            let mut config = settings.services.metadata.settings.clone();
+            config.iam_url = resolve(
+                settings,
+                &config.iam_url,
+                "services.metadata.settings.iam_url",
+            )?;
+            config.index_dir = sqlite_relative(settings, &config.index_dir);
+            let data = format!("{} · index: {}", db.location(), config.index_dir);
+            let app = telar_carpeta::metadata::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                carpeta_tokens(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::read_models::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let app = telar_carpeta::read_models::build(
+                db,
+                bus.get(settings).await?.clone(),
+                settings.services.read_models.settings.clone(),
+                carpeta_verifier(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
         }
         other => bail!("unknown service `{other}`"),
     }

@@ -54,6 +54,11 @@ pub struct Services {
     #[serde(rename = "hub-client")]
     pub hub_client: ServiceEntry<telar_carpeta::hub::HubClientConfig>,
     pub citizen: ServiceEntry<telar_carpeta::citizen::CitizenConfig>,
+    pub iam: ServiceEntry<telar_carpeta::iam::IamConfig>,
+    pub ingestion: ServiceEntry<telar_carpeta::ingestion::IngestionConfig>,
+    pub metadata: ServiceEntry<telar_carpeta::metadata::MetadataConfig>,
+    #[serde(rename = "read-models")]
+    pub read_models: ServiceEntry<telar_carpeta::read_models::ReadModelsConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -198,6 +203,10 @@ impl Settings {
             hub_sim,
             hub_client,
             citizen,
+            iam,
+            ingestion,
+            metadata,
+            read_models,
         } = &self.services;
         vec![
             (
@@ -231,6 +240,25 @@ impl Settings {
                 citizen.port,
                 citizen.enabled,
             ),
+            ("iam", iam.host.as_str(), iam.port, iam.enabled),
+            (
+                "ingestion",
+                ingestion.host.as_str(),
+                ingestion.port,
+                ingestion.enabled,
+            ),
+            (
+                "metadata",
+                metadata.host.as_str(),
+                metadata.port,
+                metadata.enabled,
+            ),
+            (
+                "read-models",
+                read_models.host.as_str(),
+                read_models.port,
+                read_models.enabled,
+            ),
             (
                 "gateway",
                 gateway.host.as_str(),
@@ -258,6 +286,10 @@ impl Settings {
             "hub-sim" => self.services.hub_sim.port = port,
             "hub-client" => self.services.hub_client.port = port,
             "citizen" => self.services.citizen.port = port,
+            "iam" => self.services.iam.port = port,
+            "ingestion" => self.services.ingestion.port = port,
+            "metadata" => self.services.metadata.port = port,
+            "read-models" => self.services.read_models.port = port,
             _ => {}
         }
     }

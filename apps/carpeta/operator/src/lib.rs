@@ -5,4 +5,8 @@
 pub mod citizen;
 pub mod domain;
 pub mod hub;
+pub mod iam;
+pub mod ingestion;
+pub mod metadata;
+pub mod read_models;
 pub mod shared;

@@ -148,8 +148,12 @@ const SERVICES: &[&str] = &[
     "audit",
     "notification",
     "hub-sim",
+    "iam",
     "hub-client",
     "citizen",
+    "ingestion",
+    "metadata",
+    "read-models",
     "gateway",
 ];
 
@@ -319,6 +323,65 @@ async fn citizen_registers_through_the_gateway(urls: &BTreeMap<String, String>, 
         .await
         .unwrap_or_default();
     assert!(validated.contains("Operador Telar"), "{validated}");
+
+    // A document through the gateway: upload link, PUT through /objects, confirm, then search.
+    let gateway = &urls["gateway"];
+    let bytes = b"%PDF-1.4 acta de grado".to_vec();
+    let ticket: serde_json::Value = client
+        .post(format!("{gateway}/documents"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"owner": "1032456700", "title": "Acta de grado", "filename": "acta.pdf",
+                                  "content_type": "application/pdf", "size": bytes.len()}))
+        .send()
+        .await
+        .expect("upload-url")
+        .json()
+        .await
+        .expect("ticket");
+    let upload = ticket["upload"]["url"].as_str().expect("url");
+    assert!(
+        upload.starts_with(gateway.as_str()),
+        "links go through the gateway: {upload}"
+    );
+    let put = client
+        .put(upload)
+        .header("content-type", "application/pdf")
+        .body(bytes.clone())
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 201);
+    let id = ticket["document"]["id"].as_str().expect("id");
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&bytes))
+    };
+    let confirmed = client
+        .post(format!("{gateway}/documents/{id}/confirm"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"sha256": sha, "size": bytes.len()}))
+        .send()
+        .await
+        .expect("confirm");
+    assert_eq!(confirmed.status(), 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let found: serde_json::Value = client
+            .get(format!("{gateway}/metadata/search?q=acta&owner=1032456700"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("search")
+            .json()
+            .await
+            .expect("json");
+        if found["total"] == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not found: {found}");
+        // Within the citizen's 60 requests a minute at the gateway.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
 }
 
 /// Every service's `/metrics` passes `promtool check metrics` (installed by scripts/services.sh):

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use telar_auth::Verifier;
 use telar_bus::{Bus, Inbox, Outbox};
-use telar_kit::{KitConfig, ReadyCheck, Service};
+use telar_kit::KitConfig;
 use telar_sql::Db;
 
 pub use store::Citizen;
@@ -67,18 +67,7 @@ pub async fn build(
             tokens,
         ),
     };
-    let api = routes::router(state.clone()).layer(axum::middleware::from_fn_with_state(
-        verifier,
-        telar_auth::authenticate,
-    ));
-    let ready_db = db.clone();
-    let service = Service::new(NAME)
-        .config(kit)
-        .api(api)
-        .ready_check(ReadyCheck::new("database", move || {
-            let db = ready_db.clone();
-            async move { db.ping().await.map_err(|e| e.to_string()) }
-        }));
+    let service = crate::shared::service(NAME, kit, verifier, routes::router(state.clone()), &db);
     let subscription = consume::subscribe(&bus, state)
         .await
         .map_err(|e| e.to_string())?;

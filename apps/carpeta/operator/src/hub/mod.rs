@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use telar_auth::Verifier;
 use telar_bus::{Bus, Outbox};
-use telar_kit::{KitConfig, ReadyCheck, Service};
+use telar_kit::KitConfig;
 use telar_resilience::{BreakerConfig, Cache, Rule};
 use telar_sql::Db;
 
@@ -175,18 +175,7 @@ pub async fn build(
         config.operator.clone(),
         Duration::from_millis(config.queue.poll_ms.max(10)),
     );
-    let api = routes::router(client.clone()).layer(axum::middleware::from_fn_with_state(
-        verifier,
-        telar_auth::authenticate,
-    ));
-    let ready_db = db.clone();
-    let service = Service::new(NAME)
-        .config(kit)
-        .api(api)
-        .ready_check(ReadyCheck::new("database", move || {
-            let db = ready_db.clone();
-            async move { db.ping().await.map_err(|e| e.to_string()) }
-        }));
+    let service = crate::shared::service(NAME, kit, verifier, routes::router(client.clone()), &db);
     let relay = outbox.relay(db, bus);
     let worker = client.clone();
     let registrar = client.clone();

@@ -130,3 +130,39 @@ impl SharedStore {
 pub fn event(ty: &str, subject: &str, data: serde_json::Value) -> telar_types::Envelope {
     telar_types::Envelope::new("carpeta", ty, data).with_subject(subject)
 }
+
+/// A route layer: 401 without a valid token (after `telar_auth::authenticate`).
+pub async fn require_token(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if request.extensions().get::<Claims>().is_some() {
+        next.run(request).await
+    } else {
+        ApiError::new(ErrorCode::Unauthenticated, "a bearer token is required").into_response()
+    }
+}
+
+/// A Carpeta service's kit service: `api` behind token verification, and `/ready` checking
+/// its database.
+pub fn service(
+    name: &str,
+    kit: telar_kit::KitConfig,
+    verifier: telar_auth::Verifier,
+    api: telar_kit::OpenApiRouter,
+    db: &telar_sql::Db,
+) -> telar_kit::Service {
+    let api = api.layer(axum::middleware::from_fn_with_state(
+        verifier,
+        telar_auth::authenticate,
+    ));
+    let db = db.clone();
+    telar_kit::Service::new(name)
+        .config(kit)
+        .api(api)
+        .ready_check(telar_kit::ReadyCheck::new("database", move || {
+            let db = db.clone();
+            async move { db.ping().await.map_err(|e| e.to_string()) }
+        }))
+}

@@ -103,6 +103,19 @@ impl World {
         telar_carpeta::shared::TokenSource::new(&url, "carpeta-services", "secret")
     }
 
+    /// The iam service with Carpeta's built-in policies.
+    pub async fn iam(&mut self) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let config = telar_carpeta::iam::IamConfig {
+            builtin_dir: dir.path().display().to_string(),
+            ..Default::default()
+        };
+        self.dirs.push(dir);
+        let app =
+            telar_carpeta::iam::build(&config, self.verifier(), KitConfig::default()).unwrap();
+        self.run(app).await
+    }
+
     pub fn service_token(&self) -> String {
         self.token("carpeta-services", &["service"])
     }
@@ -116,6 +129,17 @@ impl World {
     /// Runs `app` on a loopback port until the world is dropped.
     pub async fn run(&mut self, app: App) -> Running {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        self.run_on(app, listener)
+    }
+
+    /// A port bound now, for a service that must know its own URL before it is built.
+    pub async fn port() -> (tokio::net::TcpListener, String) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        (listener, base)
+    }
+
+    pub fn run_on(&mut self, app: App, listener: tokio::net::TcpListener) -> Running {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = Shutdown::new();
         tokio::spawn(app.run(listener, shutdown.signal()));

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 mod citizen;
+mod documents;
 mod helpers;
 mod hub;
