@@ -23,6 +23,8 @@ pub const NAMES: &[&str] = &[
     telar_carpeta::ingestion::NAME,
     telar_carpeta::metadata::NAME,
     telar_carpeta::read_models::NAME,
+    telar_carpeta::signature::NAME,
+    telar_carpeta::sharing::NAME,
     telar_gateway::NAME,
 ];
 
@@ -390,6 +392,47 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
                 bus.get(settings).await?.clone(),
                 settings.services.read_models.settings.clone(),
                 carpeta_verifier(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::signature::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let mut config = settings.services.signature.settings.clone();
+            let key = "services.signature.settings";
+            config.ingestion_url = resolve(settings, &config.ingestion_url, key)?;
+            config.hub_client_url = resolve(settings, &config.hub_client_url, key)?;
+            config.citizen_url = resolve(settings, &config.citizen_url, key)?;
+            config.iam_url = resolve(settings, &config.iam_url, key)?;
+            let app = telar_carpeta::signature::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                carpeta_tokens(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::sharing::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let mut config = settings.services.sharing.settings.clone();
+            let key = "services.sharing.settings";
+            config.public_url = resolve(settings, &config.public_url, key)?;
+            config.ingestion_url = resolve(settings, &config.ingestion_url, key)?;
+            config.iam_url = resolve(settings, &config.iam_url, key)?;
+            let app = telar_carpeta::sharing::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                carpeta_tokens(settings)?,
                 settings.http.clone(),
             )
             .await

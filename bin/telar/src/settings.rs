@@ -59,6 +59,8 @@ pub struct Services {
     pub metadata: ServiceEntry<telar_carpeta::metadata::MetadataConfig>,
     #[serde(rename = "read-models")]
     pub read_models: ServiceEntry<telar_carpeta::read_models::ReadModelsConfig>,
+    pub signature: ServiceEntry<telar_carpeta::signature::SignatureConfig>,
+    pub sharing: ServiceEntry<telar_carpeta::sharing::SharingConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +209,8 @@ impl Settings {
             ingestion,
             metadata,
             read_models,
+            signature,
+            sharing,
         } = &self.services;
         vec![
             (
@@ -260,6 +264,18 @@ impl Settings {
                 read_models.enabled,
             ),
             (
+                "signature",
+                signature.host.as_str(),
+                signature.port,
+                signature.enabled,
+            ),
+            (
+                "sharing",
+                sharing.host.as_str(),
+                sharing.port,
+                sharing.enabled,
+            ),
+            (
                 "gateway",
                 gateway.host.as_str(),
                 gateway.port,
@@ -290,6 +306,8 @@ impl Settings {
             "ingestion" => self.services.ingestion.port = port,
             "metadata" => self.services.metadata.port = port,
             "read-models" => self.services.read_models.port = port,
+            "signature" => self.services.signature.port = port,
+            "sharing" => self.services.sharing.port = port,
             _ => {}
         }
     }

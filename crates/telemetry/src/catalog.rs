@@ -235,6 +235,12 @@ pub const CATALOG: &[MetricInfo] = &[
     ),
     metric(
         Counter,
+        "documents_signed",
+        &[],
+        "Documents signed with the operator's key and authenticated at the hub.",
+    ),
+    metric(
+        Counter,
         "hub_calls",
         &["endpoint", "outcome"],
         "Calls to the hub by endpoint: success, refused, failed, deferred, queued, cached.",

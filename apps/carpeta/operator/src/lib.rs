@@ -10,3 +10,5 @@ pub mod ingestion;
 pub mod metadata;
 pub mod read_models;
 pub mod shared;
+pub mod sharing;
+pub mod signature;

@@ -154,6 +154,8 @@ const SERVICES: &[&str] = &[
     "ingestion",
     "metadata",
     "read-models",
+    "signature",
+    "sharing",
     "gateway",
 ];
 
@@ -382,6 +384,56 @@ async fn citizen_registers_through_the_gateway(urls: &BTreeMap<String, String>, 
         // Within the citizen's 60 requests a minute at the gateway.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+
+    // Signed and authenticated at the hub; the notification service mails the citizen.
+    let signed = client
+        .post(format!("{gateway}/signatures"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"document_id": id}))
+        .send()
+        .await
+        .expect("sign");
+    assert_eq!(signed.status(), 201);
+    let mailbox = data.join("mailbox");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let mails: Vec<String> = std::fs::read_dir(&mailbox)
+            .map(|dir| {
+                dir.filter_map(|e| e.ok())
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if mails.iter().any(|m| m.contains("luis@correo.co")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no mail in {}",
+            mailbox.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A short link anyone may open, through the gateway, to the file itself.
+    let share: serde_json::Value = client
+        .post(format!("{gateway}/shares"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({"document_id": id, "max_accesses": 1}))
+        .send()
+        .await
+        .expect("share")
+        .json()
+        .await
+        .expect("json");
+    let link = share["url"].as_str().expect("url");
+    assert!(link.starts_with(gateway.as_str()), "{link}");
+    let opened = client.get(link).send().await.expect("open");
+    assert_eq!(
+        opened.bytes().await.expect("bytes").as_ref(),
+        bytes.as_slice()
+    );
+    assert_eq!(client.get(link).send().await.expect("again").status(), 410);
 }
 
 /// Every service's `/metrics` passes `promtool check metrics` (installed by scripts/services.sh):

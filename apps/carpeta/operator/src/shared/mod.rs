@@ -2,6 +2,7 @@
 //! between services.
 
 mod app;
+pub mod peers;
 mod tokens;
 
 use std::time::{SystemTime, UNIX_EPOCH};

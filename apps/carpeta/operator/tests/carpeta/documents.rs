@@ -107,18 +107,39 @@ pub async fn upload(
     filename: &str,
     bytes: &[u8],
 ) -> String {
-    let (status, ticket) = call(
+    upload_to(
         &docs.world,
+        &docs.ingestion,
+        token,
+        owner,
+        title,
+        filename,
+        bytes,
+    )
+    .await
+}
+
+/// The same against any ingestion service.
+pub async fn upload_to(
+    world: &World,
+    ingestion: &Running,
+    token: &str,
+    owner: &str,
+    title: &str,
+    filename: &str,
+    bytes: &[u8],
+) -> String {
+    let (status, ticket) = call(
+        world,
         reqwest::Method::POST,
-        docs.ingestion.url("/documents"),
+        ingestion.url("/documents"),
         token,
         Some(json!({"owner": owner, "title": title, "filename": filename, "content_type": "application/pdf",
                     "size": bytes.len(), "tags": ["Educacion"]})),
     )
     .await;
     assert_eq!(status, 201, "{ticket}");
-    let put = docs
-        .world
+    let put = world
         .http
         .put(ticket["upload"]["url"].as_str().unwrap())
         .header("content-type", "application/pdf")
@@ -130,9 +151,9 @@ pub async fn upload(
     let id = ticket["document"]["id"].as_str().unwrap().to_owned();
     let sha = hex::encode(Sha256::digest(bytes));
     let (status, document) = call(
-        &docs.world,
+        world,
         reqwest::Method::POST,
-        docs.ingestion.url(&format!("/documents/{id}/confirm")),
+        ingestion.url(&format!("/documents/{id}/confirm")),
         token,
         Some(json!({"sha256": sha, "size": bytes.len()})),
     )

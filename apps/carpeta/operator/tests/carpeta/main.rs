@@ -6,3 +6,5 @@ mod citizen;
 mod documents;
 mod helpers;
 mod hub;
+mod operator;
+mod signing;
