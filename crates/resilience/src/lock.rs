@@ -72,6 +72,12 @@ impl Locks {
         }))
     }
 
+    /// Releases `name` if `token` still holds it (for a holder that kept only the token, e.g.
+    /// in a saga's log across restarts).
+    pub async fn release(&self, name: &str, token: u64) -> Result<bool, LimitError> {
+        self.store.release(name, token).await
+    }
+
     /// Tries until `wait` is over (polling with backoff up to 200 ms).
     pub async fn acquire(
         &self,

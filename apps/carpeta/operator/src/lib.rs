@@ -12,3 +12,4 @@ pub mod read_models;
 pub mod shared;
 pub mod sharing;
 pub mod signature;
+pub mod transfer;

@@ -20,7 +20,9 @@ use crate::shared::{CITIZEN_ROLE, OPERATOR_ROLE, SERVICE_ROLE, event, now_rfc333
 pub(crate) fn router(state: State) -> OpenApiRouter {
     OpenApiRouter::new()
         .routes(routes!(register, search))
-        .routes(routes!(get_citizen, update))
+        .routes(routes!(get_citizen, update, remove))
+        .routes(routes!(import))
+        .routes(routes!(set_status))
         .with_state(state)
 }
 
@@ -323,4 +325,123 @@ async fn update(
         .map_err(storage)?;
     state.outbox.commit(tx).await.map_err(storage)?;
     Ok(Json(citizen))
+}
+
+fn require_service(claims: &Claims) -> Result<(), ApiError> {
+    crate::shared::require_any(claims, &[SERVICE_ROLE])
+}
+
+/// A citizen arriving from another operator (the transfer service only).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct ImportCitizen {
+    name: String,
+    email: String,
+    address: String,
+    /// `receiving` while documents arrive, then `registered` or `pending_hub`.
+    status: String,
+}
+
+const STATUSES: &[&str] = &["registered", "pending_hub", "rejected", "transferring", "receiving"];
+
+/// Stores a citizen received from another operator, without a hub call (the transfer service
+/// registers them at the hub when the origin has let go). Same input again: same row.
+#[utoipa::path(put, path = "/citizens/{id}/import", tag = "citizen", params(("id" = String, Path)),
+    request_body = ImportCitizen, responses((status = 200, body = Citizen), (status = 403, body = telar_kit::Problem)))]
+async fn import(
+    Extract(state): Extract<State>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<String>,
+    Payload(input): Payload<ImportCitizen>,
+) -> Result<Json<Citizen>, ApiError> {
+    require_service(&claims)?;
+    let id = CitizenId::parse(&id).map_err(|reason| ApiError::invalid("id", reason))?.to_string();
+    if !STATUSES.contains(&input.status.as_str()) {
+        return Err(ApiError::invalid("status", format!("must be one of {}", STATUSES.join(", "))));
+    }
+    let now = now_rfc3339();
+    let mut tx = state.citizens.db.begin().await.map_err(storage)?;
+    let existing = state.citizens.get_in(&mut tx, &id).await.map_err(storage)?;
+    let citizen = Citizen {
+        id: id.clone(),
+        name: text_field("name", &input.name, 200)?,
+        address: text_field("address", &input.address, 200)?,
+        email: input.email.trim().to_lowercase(),
+        status: input.status,
+        hub_call: None,
+        created_at: existing.as_ref().map_or_else(|| now.clone(), |c| c.created_at.clone()),
+        updated_at: now,
+    };
+    if existing.is_some() {
+        state.citizens.update(&mut tx, &citizen).await.map_err(storage)?;
+    } else {
+        state.citizens.insert(&mut tx, &citizen).await.map_err(storage)?;
+    }
+    tx.commit().await.map_err(storage)?;
+    Ok(Json(citizen))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SetStatus {
+    status: String,
+    /// The queued hub call when `pending_hub`.
+    hub_call: Option<i64>,
+}
+
+/// Moves a citizen's status (the transfer service only); `registered` publishes
+/// `carpeta.citizen.registered`.
+#[utoipa::path(put, path = "/citizens/{id}/status", tag = "citizen", params(("id" = String, Path)),
+    request_body = SetStatus, responses((status = 200, body = Citizen), (status = 404, body = telar_kit::Problem)))]
+async fn set_status(
+    Extract(state): Extract<State>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<String>,
+    Payload(input): Payload<SetStatus>,
+) -> Result<Json<Citizen>, ApiError> {
+    require_service(&claims)?;
+    if !STATUSES.contains(&input.status.as_str()) {
+        return Err(ApiError::invalid("status", format!("must be one of {}", STATUSES.join(", "))));
+    }
+    let mut tx = state.citizens.db.begin().await.map_err(storage)?;
+    let mut citizen = state
+        .citizens
+        .get_in(&mut tx, &id)
+        .await
+        .map_err(storage)?
+        .ok_or_else(|| ApiError::not_found(format!("no citizen {id} with this operator")))?;
+    if citizen.status == input.status && citizen.hub_call == input.hub_call {
+        return Ok(Json(citizen));
+    }
+    citizen.status = input.status;
+    citizen.hub_call = input.hub_call;
+    citizen.updated_at = now_rfc3339();
+    state.citizens.update(&mut tx, &citizen).await.map_err(storage)?;
+    if citizen.status == "registered" {
+        let registered = event(events::CITIZEN_REGISTERED, &id, json!({"id": id, "email": citizen.email, "name": citizen.name}));
+        state.outbox.append(&mut tx, &registered).await.map_err(storage)?;
+    }
+    state.outbox.commit(tx).await.map_err(storage)?;
+    Ok(Json(citizen))
+}
+
+/// Removes a citizen who left for another operator (the transfer service only) and publishes
+/// `carpeta.citizen.transferred`, on which the other services forget them. Absent: 204 too.
+#[utoipa::path(delete, path = "/citizens/{id}", tag = "citizen", params(("id" = String, Path)),
+    responses((status = 204), (status = 403, body = telar_kit::Problem)))]
+async fn remove(
+    Extract(state): Extract<State>,
+    Authenticated(claims): Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_service(&claims)?;
+    let mut tx = state.citizens.db.begin().await.map_err(storage)?;
+    if state.citizens.get_in(&mut tx, &id).await.map_err(storage)?.is_none() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    state.citizens.delete(&mut tx, &id).await.map_err(storage)?;
+    let gone = event(events::CITIZEN_TRANSFERRED, &id, json!({"id": id}));
+    state.outbox.append(&mut tx, &gone).await.map_err(storage)?;
+    state.outbox.commit(tx).await.map_err(storage)?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -136,4 +136,12 @@ impl Citizens {
         .await?;
         Ok(())
     }
+
+    pub async fn delete(&self, tx: &mut Tx, id: &str) -> telar_sql::Result<()> {
+        query("DELETE FROM citizens WHERE id = $1")
+            .bind(id.to_owned())
+            .execute(tx)
+            .await?;
+        Ok(())
+    }
 }

@@ -167,3 +167,19 @@ pub fn service(
             async move { db.ping().await.map_err(|e| e.to_string()) }
         }))
 }
+
+/// A route layer: 401 without a token, 403 unless the caller is staff (`operador`, `admin`)
+/// or one of the operator's services.
+pub async fn require_staff(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match request.extensions().get::<Claims>() {
+        None => ApiError::new(ErrorCode::Unauthenticated, "a bearer token is required").into_response(),
+        Some(claims) => match require_any(claims, &[OPERATOR_ROLE, "admin", SERVICE_ROLE]) {
+            Ok(()) => next.run(request).await,
+            Err(error) => error.into_response(),
+        },
+    }
+}
