@@ -25,6 +25,7 @@ pub const NAMES: &[&str] = &[
     telar_carpeta::read_models::NAME,
     telar_carpeta::signature::NAME,
     telar_carpeta::sharing::NAME,
+    telar_carpeta::transfer::NAME,
     telar_gateway::NAME,
 ];
 
@@ -428,6 +429,27 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             config.ingestion_url = resolve(settings, &config.ingestion_url, key)?;
             config.iam_url = resolve(settings, &config.iam_url, key)?;
             let app = telar_carpeta::sharing::build(
+                db,
+                bus.get(settings).await?.clone(),
+                config,
+                carpeta_verifier(settings)?,
+                carpeta_tokens(settings)?,
+                settings.http.clone(),
+            )
+            .await
+            .map_err(|e| preparing(name, e))?;
+            Ok(Built::app(app, data))
+        }
+        telar_carpeta::transfer::NAME => {
+            let db = database(name, settings).await?;
+            let data = db.location().to_owned();
+            let mut config = settings.services.transfer.settings.clone();
+            let key = "services.transfer.settings";
+            config.public_url = resolve(settings, &config.public_url, key)?;
+            config.hub_client_url = resolve(settings, &config.hub_client_url, key)?;
+            config.citizen_url = resolve(settings, &config.citizen_url, key)?;
+            config.ingestion_url = resolve(settings, &config.ingestion_url, key)?;
+            let app = telar_carpeta::transfer::build(
                 db,
                 bus.get(settings).await?.clone(),
                 config,

@@ -61,6 +61,7 @@ pub struct Services {
     pub read_models: ServiceEntry<telar_carpeta::read_models::ReadModelsConfig>,
     pub signature: ServiceEntry<telar_carpeta::signature::SignatureConfig>,
     pub sharing: ServiceEntry<telar_carpeta::sharing::SharingConfig>,
+    pub transfer: ServiceEntry<telar_carpeta::transfer::TransferConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,6 +212,7 @@ impl Settings {
             read_models,
             signature,
             sharing,
+            transfer,
         } = &self.services;
         vec![
             (
@@ -276,6 +278,12 @@ impl Settings {
                 sharing.enabled,
             ),
             (
+                "transfer",
+                transfer.host.as_str(),
+                transfer.port,
+                transfer.enabled,
+            ),
+            (
                 "gateway",
                 gateway.host.as_str(),
                 gateway.port,
@@ -308,6 +316,7 @@ impl Settings {
             "read-models" => self.services.read_models.port = port,
             "signature" => self.services.signature.port = port,
             "sharing" => self.services.sharing.port = port,
+            "transfer" => self.services.transfer.port = port,
             _ => {}
         }
     }

@@ -156,6 +156,7 @@ const SERVICES: &[&str] = &[
     "read-models",
     "signature",
     "sharing",
+    "transfer",
     "gateway",
 ];
 

@@ -342,7 +342,13 @@ struct ImportCitizen {
     status: String,
 }
 
-const STATUSES: &[&str] = &["registered", "pending_hub", "rejected", "transferring", "receiving"];
+const STATUSES: &[&str] = &[
+    "registered",
+    "pending_hub",
+    "rejected",
+    "transferring",
+    "receiving",
+];
 
 /// Stores a citizen received from another operator, without a hub call (the transfer service
 /// registers them at the hub when the origin has let go). Same input again: same row.
@@ -355,9 +361,14 @@ async fn import(
     Payload(input): Payload<ImportCitizen>,
 ) -> Result<Json<Citizen>, ApiError> {
     require_service(&claims)?;
-    let id = CitizenId::parse(&id).map_err(|reason| ApiError::invalid("id", reason))?.to_string();
+    let id = CitizenId::parse(&id)
+        .map_err(|reason| ApiError::invalid("id", reason))?
+        .to_string();
     if !STATUSES.contains(&input.status.as_str()) {
-        return Err(ApiError::invalid("status", format!("must be one of {}", STATUSES.join(", "))));
+        return Err(ApiError::invalid(
+            "status",
+            format!("must be one of {}", STATUSES.join(", ")),
+        ));
     }
     let now = now_rfc3339();
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
@@ -369,13 +380,23 @@ async fn import(
         email: input.email.trim().to_lowercase(),
         status: input.status,
         hub_call: None,
-        created_at: existing.as_ref().map_or_else(|| now.clone(), |c| c.created_at.clone()),
+        created_at: existing
+            .as_ref()
+            .map_or_else(|| now.clone(), |c| c.created_at.clone()),
         updated_at: now,
     };
     if existing.is_some() {
-        state.citizens.update(&mut tx, &citizen).await.map_err(storage)?;
+        state
+            .citizens
+            .update(&mut tx, &citizen)
+            .await
+            .map_err(storage)?;
     } else {
-        state.citizens.insert(&mut tx, &citizen).await.map_err(storage)?;
+        state
+            .citizens
+            .insert(&mut tx, &citizen)
+            .await
+            .map_err(storage)?;
     }
     tx.commit().await.map_err(storage)?;
     Ok(Json(citizen))
@@ -401,7 +422,10 @@ async fn set_status(
 ) -> Result<Json<Citizen>, ApiError> {
     require_service(&claims)?;
     if !STATUSES.contains(&input.status.as_str()) {
-        return Err(ApiError::invalid("status", format!("must be one of {}", STATUSES.join(", "))));
+        return Err(ApiError::invalid(
+            "status",
+            format!("must be one of {}", STATUSES.join(", ")),
+        ));
     }
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
     let mut citizen = state
@@ -416,10 +440,22 @@ async fn set_status(
     citizen.status = input.status;
     citizen.hub_call = input.hub_call;
     citizen.updated_at = now_rfc3339();
-    state.citizens.update(&mut tx, &citizen).await.map_err(storage)?;
+    state
+        .citizens
+        .update(&mut tx, &citizen)
+        .await
+        .map_err(storage)?;
     if citizen.status == "registered" {
-        let registered = event(events::CITIZEN_REGISTERED, &id, json!({"id": id, "email": citizen.email, "name": citizen.name}));
-        state.outbox.append(&mut tx, &registered).await.map_err(storage)?;
+        let registered = event(
+            events::CITIZEN_REGISTERED,
+            &id,
+            json!({"id": id, "email": citizen.email, "name": citizen.name}),
+        );
+        state
+            .outbox
+            .append(&mut tx, &registered)
+            .await
+            .map_err(storage)?;
     }
     state.outbox.commit(tx).await.map_err(storage)?;
     Ok(Json(citizen))
@@ -436,7 +472,13 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     require_service(&claims)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
-    if state.citizens.get_in(&mut tx, &id).await.map_err(storage)?.is_none() {
+    if state
+        .citizens
+        .get_in(&mut tx, &id)
+        .await
+        .map_err(storage)?
+        .is_none()
+    {
         return Ok(StatusCode::NO_CONTENT);
     }
     state.citizens.delete(&mut tx, &id).await.map_err(storage)?;

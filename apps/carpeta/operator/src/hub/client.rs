@@ -160,11 +160,13 @@ impl HubClient {
         }
     }
 
-    /// Every operator the hub lists; the last good list (≤ 30 s old) when the hub cannot be asked.
-    pub async fn operators(&self) -> Result<Vec<Operator>, HubError> {
+    /// Every operator the hub lists: the list read within 30 s unless `fresh`, else the hub's
+    /// answer — or the last good list when the hub cannot be asked now.
+    pub async fn operators(&self, fresh: bool) -> Result<Vec<Operator>, HubError> {
         let mut last = self.operators.lock().await;
         if let Some((list, at)) = last.as_ref()
             && at.elapsed() < OPERATORS_FRESH
+            && !fresh
         {
             return Ok(list.clone());
         }
@@ -215,7 +217,7 @@ impl HubClient {
         let mut registration = match self.registration().await.map_err(|e| e.to_string())? {
             Some(known) => known,
             None => {
-                let listed = self.operators().await.map_err(|e| e.to_string())?;
+                let listed = self.operators(false).await.map_err(|e| e.to_string())?;
                 let id = match listed.iter().find(|o| o.name == settings.name) {
                     Some(found) => found.id.clone(),
                     None => {

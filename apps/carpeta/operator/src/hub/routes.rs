@@ -292,15 +292,28 @@ async fn authenticate_document(
     }
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct OperatorsParams {
+    /// Ask the hub now rather than answer the list read within the last 30 s.
+    #[serde(default)]
+    fresh: bool,
+}
+
 /// Every operator the hub lists (both dialects read; URLs trimmed).
-#[utoipa::path(get, path = "/hub/operators", tag = "hub-client",
+#[utoipa::path(get, path = "/hub/operators", tag = "hub-client", params(OperatorsParams),
     responses((status = 200, body = Vec<Operator>), (status = 503, body = telar_kit::Problem)))]
 async fn list_operators(
     State(client): State<HubClient>,
     Authenticated(claims): Authenticated,
+    Query(params): Query<OperatorsParams>,
 ) -> Result<Json<Vec<Operator>>, ApiError> {
     caller(&claims)?;
-    client.operators().await.map(Json).map_err(failed)
+    client
+        .operators(params.fresh)
+        .await
+        .map(Json)
+        .map_err(failed)
 }
 
 /// This operator's registration at the hub.

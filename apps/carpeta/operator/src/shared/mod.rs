@@ -176,7 +176,9 @@ pub async fn require_staff(
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
     match request.extensions().get::<Claims>() {
-        None => ApiError::new(ErrorCode::Unauthenticated, "a bearer token is required").into_response(),
+        None => {
+            ApiError::new(ErrorCode::Unauthenticated, "a bearer token is required").into_response()
+        }
         Some(claims) => match require_any(claims, &[OPERATOR_ROLE, "admin", SERVICE_ROLE]) {
             Ok(()) => next.run(request).await,
             Err(error) => error.into_response(),

@@ -92,15 +92,24 @@ pub(crate) struct Deps {
 
 impl Deps {
     pub fn confirm_url(&self) -> String {
-        format!("{}{CONFIRM_PATH}", self.config.public_url.trim_end_matches('/'))
+        format!(
+            "{}{CONFIRM_PATH}",
+            self.config.public_url.trim_end_matches('/')
+        )
     }
 
     /// Publishes `envelope` once, however often the step that publishes it runs: its id is
     /// derived from the saga and step, and recorded in the same transaction.
     pub async fn publish_once(&self, envelope: Envelope) -> Result<(), String> {
         let mut tx = self.db.begin().await.map_err(|e| e.to_string())?;
-        if Inbox::first_time(&mut tx, "transfer-events", &envelope.id).await.map_err(|e| e.to_string())? {
-            self.outbox.append(&mut tx, &envelope).await.map_err(|e| e.to_string())?;
+        if Inbox::first_time(&mut tx, "transfer-events", &envelope.id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            self.outbox
+                .append(&mut tx, &envelope)
+                .await
+                .map_err(|e| e.to_string())?;
         }
         self.outbox.commit(tx).await.map_err(|e| e.to_string())
     }
@@ -123,7 +132,11 @@ pub async fn build(
     db.migrate(&[store::MIGRATION, Outbox::MIGRATION, Inbox::MIGRATION])
         .await
         .map_err(|e| e.to_string())?;
-    let locks = Locks::new(Arc::new(SqlLocks::open(db.clone()).await.map_err(|e| e.to_string())?));
+    let locks = Locks::new(Arc::new(
+        SqlLocks::open(db.clone())
+            .await
+            .map_err(|e| e.to_string())?,
+    ));
     let timeout = Duration::from_millis(config.timeout_ms);
     let client = |url: &str| ServiceClient::new(url, timeout, tokens.clone());
     let outbox = Outbox::new();
@@ -149,11 +162,17 @@ pub async fn build(
     .await
     .map_err(|e| e.to_string())?;
     engine.recover().await.map_err(|e| e.to_string())?;
-    let state = State { deps, engine: engine.clone() };
+    let state = State {
+        deps,
+        engine: engine.clone(),
+    };
     // The saga admin routes (`/admin/sagas`): the operator's staff only.
     let admin = telar_saga::saga_routes(engine.admin())
         .layer(axum::middleware::from_fn(crate::shared::require_staff))
-        .layer(axum::middleware::from_fn_with_state(verifier.clone(), telar_auth::authenticate));
+        .layer(axum::middleware::from_fn_with_state(
+            verifier.clone(),
+            telar_auth::authenticate,
+        ));
     let service = crate::shared::service(NAME, kit, verifier, routes::router(state.clone()), &db)
         .api(admin)
         .routes(routes::aliases(state));

@@ -30,7 +30,10 @@ pub struct Invalid {
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> Invalid {
-    Invalid { field, reason: reason.into() }
+    Invalid {
+        field,
+        reason: reason.into(),
+    }
 }
 
 /// A citizen id given as a number or as a numeric string.
@@ -47,12 +50,20 @@ fn is_http(url: &str) -> bool {
 }
 
 pub fn read_incoming(body: &Value) -> Result<Incoming, Invalid> {
-    let id = read_id(&body["id"]).ok_or_else(|| invalid("id", "must be a 10-digit citizen id (number or string)"))?;
-    let name = body["citizenName"].as_str().map(str::trim).unwrap_or_default();
+    let id = read_id(&body["id"])
+        .ok_or_else(|| invalid("id", "must be a 10-digit citizen id (number or string)"))?;
+    let name = body["citizenName"]
+        .as_str()
+        .map(str::trim)
+        .unwrap_or_default();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(invalid("citizenName", "must be 1 to 200 characters"));
     }
-    let email = body["citizenEmail"].as_str().map(str::trim).unwrap_or_default().to_lowercase();
+    let email = body["citizenEmail"]
+        .as_str()
+        .map(str::trim)
+        .unwrap_or_default()
+        .to_lowercase();
     if email.is_empty() || email.len() > 254 || !email.contains('@') {
         return Err(invalid("citizenEmail", "must be an email address"));
     }
@@ -68,16 +79,37 @@ pub fn read_incoming(body: &Value) -> Result<Incoming, Invalid> {
             for (name, urls) in map {
                 let list: Vec<String> = match urls {
                     Value::String(url) => vec![url.trim().to_owned()],
-                    Value::Array(items) => items.iter().filter_map(Value::as_str).map(|u| u.trim().to_owned()).collect(),
-                    _ => return Err(invalid("urlDocuments", format!("`{name}`: a URL or a list of URLs"))),
+                    Value::Array(items) => items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(|u| u.trim().to_owned())
+                        .collect(),
+                    _ => {
+                        return Err(invalid(
+                            "urlDocuments",
+                            format!("`{name}`: a URL or a list of URLs"),
+                        ));
+                    }
                 };
                 if list.is_empty() || list.iter().any(|u| !is_http(u)) {
-                    return Err(invalid("urlDocuments", format!("`{name}`: every URL must be http(s)")));
+                    return Err(invalid(
+                        "urlDocuments",
+                        format!("`{name}`: every URL must be http(s)"),
+                    ));
                 }
                 documents.insert(name.clone(), list);
             }
         }
-        _ => return Err(invalid(if field == "Documents" { "Documents" } else { "urlDocuments" }, "must be an object of name → URL(s)")),
+        _ => {
+            return Err(invalid(
+                if field == "Documents" {
+                    "Documents"
+                } else {
+                    "urlDocuments"
+                },
+                "must be an object of name → URL(s)",
+            ));
+        }
     }
     if documents.len() > 500 {
         return Err(invalid("urlDocuments", "at most 500 documents"));
@@ -92,11 +124,23 @@ pub fn read_incoming(body: &Value) -> Result<Incoming, Invalid> {
     if !is_http(&confirm_url) {
         return Err(invalid("confirmAPI", "must be an http(s) URL"));
     }
-    Ok(Incoming { id, name: name.to_owned(), email, documents, confirm_url })
+    Ok(Incoming {
+        id,
+        name: name.to_owned(),
+        email,
+        documents,
+        confirm_url,
+    })
 }
 
 /// What an origin sends.
-pub fn outgoing(id: CitizenId, name: &str, email: &str, documents: &BTreeMap<String, Vec<String>>, confirm_url: &str) -> Value {
+pub fn outgoing(
+    id: CitizenId,
+    name: &str,
+    email: &str,
+    documents: &BTreeMap<String, Vec<String>>,
+    confirm_url: &str,
+) -> Value {
     json!({"id": id.number(), "citizenName": name, "citizenEmail": email,
            "urlDocuments": documents, "confirmAPI": confirm_url})
 }
@@ -134,7 +178,10 @@ mod tests {
         let a = read_incoming(&modern).unwrap_or_else(|e| panic!("{e:?}"));
         let b = read_incoming(&old).unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(a, b);
-        assert_eq!(a.confirm_url, "https://origin.co/api/transferCitizenConfirm/", "trailing slash kept");
+        assert_eq!(
+            a.confirm_url, "https://origin.co/api/transferCitizenConfirm/",
+            "trailing slash kept"
+        );
         assert_eq!(a.documents["cedula"], vec!["https://a/3".to_owned()]);
     }
 
@@ -146,7 +193,11 @@ mod tests {
             ("id", json!("12ab"), "id"),
             ("citizenName", json!(""), "citizenName"),
             ("confirmAPI", json!("ftp://x"), "confirmAPI"),
-            ("urlDocuments", json!({"x": "file:///etc/passwd"}), "urlDocuments"),
+            (
+                "urlDocuments",
+                json!({"x": "file:///etc/passwd"}),
+                "urlDocuments",
+            ),
             ("urlDocuments", json!([1, 2]), "urlDocuments"),
         ] {
             let mut body = base.clone();
@@ -157,10 +208,25 @@ mod tests {
 
     #[test]
     fn confirmations_in_any_shape() {
-        assert_eq!(read_confirm(&json!({"id": 1032456789u64, "req_status": 1})).map(|c| c.1), Ok(true));
-        assert_eq!(read_confirm(&json!({"id": "1032456789", "req_status": "1"})).map(|c| c.1), Ok(true));
-        assert_eq!(read_confirm(&json!({"id": 1032456789u64, "req_status": 0})).map(|c| c.1), Ok(false));
+        assert_eq!(
+            read_confirm(&json!({"id": 1032456789u64, "req_status": 1})).map(|c| c.1),
+            Ok(true)
+        );
+        assert_eq!(
+            read_confirm(&json!({"id": "1032456789", "req_status": "1"})).map(|c| c.1),
+            Ok(true)
+        );
+        assert_eq!(
+            read_confirm(&json!({"id": 1032456789u64, "req_status": 0})).map(|c| c.1),
+            Ok(false)
+        );
         assert!(read_confirm(&json!({"id": 1032456789u64})).is_err());
-        assert_eq!(confirm_body(CitizenId::parse("1032456789").unwrap_or_else(|_| unreachable!()), true)["req_status"], json!(1));
+        assert_eq!(
+            confirm_body(
+                CitizenId::parse("1032456789").unwrap_or_else(|_| unreachable!()),
+                true
+            )["req_status"],
+            json!(1)
+        );
     }
 }

@@ -17,7 +17,8 @@ pub const SAGA: &str = "transfer-receive";
 const NO_ADDRESS: &str = "Sin dirección (recibido por traslado)";
 
 fn incoming(ctx: &StepContext) -> Result<Incoming, StepError> {
-    serde_json::from_value(ctx.input["incoming"].clone()).map_err(|e| StepError::permanent(e.to_string()))
+    serde_json::from_value(ctx.input["incoming"].clone())
+        .map_err(|e| StepError::permanent(e.to_string()))
 }
 
 fn step<F, Fut>(deps: &Arc<Deps>, name: &str, action: F) -> Step
@@ -37,20 +38,32 @@ async fn confirm(deps: &Deps, ctx: &StepContext, accepted: bool) -> Result<(), S
         .json(&confirm_body(incoming.id, accepted))
         .send()
         .await
-        .map_err(|e| StepError::transient(format!("the origin's confirm URL did not answer: {e}")))?;
+        .map_err(|e| {
+            StepError::transient(format!("the origin's confirm URL did not answer: {e}"))
+        })?;
     let status = response.status().as_u16();
     if (200..300).contains(&status) {
         Ok(())
     } else if status >= 500 || status == 429 {
-        Err(StepError::transient(format!("the origin's confirm URL answered {status}")))
+        Err(StepError::transient(format!(
+            "the origin's confirm URL answered {status}"
+        )))
     } else {
-        Err(StepError::permanent(format!("the origin refused the confirmation ({status})")))
+        Err(StepError::permanent(format!(
+            "the origin refused the confirmation ({status})"
+        )))
     }
 }
 
 /// A file name for a received document: the URL's last path segment when it looks like one.
 fn filename(name: &str, url: &str) -> String {
-    let last = url.split(['?', '#']).next().unwrap_or_default().rsplit('/').next().unwrap_or_default();
+    let last = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     if last.contains('.') && last.len() <= 120 {
         last.to_owned()
     } else {
@@ -124,7 +137,10 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
             step(d, "register", |deps, ctx| async move {
                 let incoming = incoming(&ctx)?;
                 let body = json!({"id": incoming.id, "name": incoming.name, "address": NO_ADDRESS, "email": incoming.email});
-                let (status, answer) = call(&deps.hub, http::Method::POST, "/hub/citizens", Some(body), None).await?;
+                // A key per attempt: the hub's "already registered" while the origin still holds
+                // the citizen is a final answer hub-client would otherwise repeat for 15 minutes.
+                let key = format!("{}:{}", ctx.idempotency_key, ctx.attempt);
+                let (status, answer) = call(&deps.hub, http::Method::POST, "/hub/citizens", Some(body), Some(&key)).await?;
                 let (citizen_status, hub_call) = match status {
                     201 => ("registered", None),
                     202 => ("pending_hub", answer["call"]["id"].as_i64()),
@@ -152,7 +168,10 @@ async fn download(deps: &Deps, ctx: &StepContext) -> Result<Value, StepError> {
     let incoming = incoming(ctx)?;
     let owner = incoming.id.to_string();
     let list_path = format!("/documents?owner={owner}");
-    let existing = expect_success(&list_path, call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?)?;
+    let existing = expect_success(
+        &list_path,
+        call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?,
+    )?;
     let stored: Vec<String> = existing
         .as_array()
         .into_iter()
@@ -163,7 +182,11 @@ async fn download(deps: &Deps, ctx: &StepContext) -> Result<Value, StepError> {
     let mut ids = Vec::new();
     for (name, urls) in &incoming.documents {
         for (n, url) in urls.iter().enumerate() {
-            let title = if urls.len() > 1 { format!("{name} ({})", n + 1) } else { name.clone() };
+            let title = if urls.len() > 1 {
+                format!("{name} ({})", n + 1)
+            } else {
+                name.clone()
+            };
             if stored.contains(&title) {
                 continue;
             }
@@ -174,11 +197,20 @@ async fn download(deps: &Deps, ctx: &StepContext) -> Result<Value, StepError> {
 }
 
 async fn store_one(deps: &Deps, owner: &str, title: &str, url: &str) -> Result<String, StepError> {
-    let response = deps.peers.get(url).send().await.map_err(|e| StepError::transient(format!("downloading `{title}`: {e}")))?;
+    let response = deps
+        .peers
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| StepError::transient(format!("downloading `{title}`: {e}")))?;
     let status = response.status().as_u16();
     if status != 200 {
         let error = format!("downloading `{title}` answered {status}");
-        return Err(if status >= 500 { StepError::transient(error) } else { StepError::permanent(error) });
+        return Err(if status >= 500 {
+            StepError::transient(error)
+        } else {
+            StepError::permanent(error)
+        });
     }
     let content_type = response
         .headers()
@@ -189,12 +221,25 @@ async fn store_one(deps: &Deps, owner: &str, title: &str, url: &str) -> Result<S
         .filter(|v| v.contains('/'))
         .unwrap_or("application/octet-stream")
         .to_owned();
-    let bytes = response.bytes().await.map_err(|e| StepError::transient(format!("downloading `{title}`: {e}")))?;
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(|e| StepError::transient(format!("downloading `{title}`: {e}")))?;
     if bytes.is_empty() {
         return Err(StepError::permanent(format!("`{title}` is empty")));
     }
     let body = json!({"owner": owner, "title": title, "filename": filename(title, url), "content_type": content_type, "size": bytes.len()});
-    let ticket = expect_success("/documents", call(&deps.ingestion, http::Method::POST, "/documents", Some(body), None).await?)?;
+    let ticket = expect_success(
+        "/documents",
+        call(
+            &deps.ingestion,
+            http::Method::POST,
+            "/documents",
+            Some(body),
+            None,
+        )
+        .await?,
+    )?;
     let put = deps
         .peers
         .put(ticket["upload"]["url"].as_str().unwrap_or_default())
@@ -204,23 +249,44 @@ async fn store_one(deps: &Deps, owner: &str, title: &str, url: &str) -> Result<S
         .await
         .map_err(|e| StepError::transient(format!("storing `{title}`: {e}")))?;
     if !put.status().is_success() {
-        return Err(StepError::transient(format!("storing `{title}` answered {}", put.status())));
+        return Err(StepError::transient(format!(
+            "storing `{title}` answered {}",
+            put.status()
+        )));
     }
-    let id = ticket["document"]["id"].as_str().unwrap_or_default().to_owned();
+    let id = ticket["document"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     let confirm = format!("/documents/{id}/confirm");
     let sha = hex::encode(Sha256::digest(&bytes));
-    expect_success(&confirm, call(&deps.ingestion, http::Method::POST, &confirm, Some(json!({"sha256": sha, "size": bytes.len()})), None).await?)?;
+    expect_success(
+        &confirm,
+        call(
+            &deps.ingestion,
+            http::Method::POST,
+            &confirm,
+            Some(json!({"sha256": sha, "size": bytes.len()})),
+            None,
+        )
+        .await?,
+    )?;
     Ok(id)
 }
 
 async fn delete_documents(deps: &Deps, owner: &str) -> Result<(), StepError> {
     let list_path = format!("/documents?owner={owner}");
-    let listed = expect_success(&list_path, call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?)?;
+    let listed = expect_success(
+        &list_path,
+        call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?,
+    )?;
     for document in listed.as_array().into_iter().flatten() {
         let path = format!("/documents/{}", document["id"].as_str().unwrap_or_default());
         let (status, body) = call(&deps.ingestion, http::Method::DELETE, &path, None, None).await?;
         if !(status == 204 || status == 404) {
-            return Err(StepError::transient(format!("{path} answered {status}: {body}")));
+            return Err(StepError::transient(format!(
+                "{path} answered {status}: {body}"
+            )));
         }
     }
     Ok(())
@@ -231,4 +297,3 @@ pub(crate) fn saga_id(incoming: &Incoming) -> String {
     let digest = Sha256::digest(serde_json::to_vec(&incoming.documents).unwrap_or_default());
     format!("in-{}-{}", incoming.id, hex::encode(&digest[..6]))
 }
-

@@ -32,17 +32,28 @@ pub(crate) fn router(state: State) -> OpenApiRouter {
 /// The same handlers at the paths with a trailing slash (peers use both).
 pub(crate) fn aliases(state: State) -> axum::Router {
     axum::Router::new()
-        .route("/api/transferCitizen/", axum::routing::post(receive_citizen))
-        .route("/api/transferCitizenConfirm/", axum::routing::post(receive_confirm))
+        .route(
+            "/api/transferCitizen/",
+            axum::routing::post(receive_citizen),
+        )
+        .route(
+            "/api/transferCitizenConfirm/",
+            axum::routing::post(receive_confirm),
+        )
         .with_state(state)
 }
 
 fn may_act_for(claims: &Claims, citizen: &str) -> Result<(), ApiError> {
-    let staff = [OPERATOR_ROLE, SERVICE_ROLE, "admin"].iter().any(|r| claims.has_role(r));
+    let staff = [OPERATOR_ROLE, SERVICE_ROLE, "admin"]
+        .iter()
+        .any(|r| claims.has_role(r));
     if staff || (claims.has_role(CITIZEN_ROLE) && claims.sub == citizen) {
         Ok(())
     } else {
-        Err(ApiError::new(ErrorCode::Forbidden, "only the citizen or the operator's staff may do this"))
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the citizen or the operator's staff may do this",
+        ))
     }
 }
 
@@ -55,10 +66,19 @@ struct OperatorItem {
 
 /// Operators a citizen can move to (this one excluded).
 #[utoipa::path(get, path = "/transfers/operators", tag = "transfer", responses((status = 200, body = Vec<OperatorItem>)))]
-async fn operators(Extract(state): Extract<State>, Authenticated(_claims): Authenticated) -> Result<Json<Vec<OperatorItem>>, ApiError> {
-    let own = peers::get_json(&state.deps.hub, "hub-client", "/hub/registration").await.ok();
-    let listed = peers::get_json(&state.deps.hub, "hub-client", "/hub/operators").await?;
-    let own_id = own.as_ref().and_then(|o| o["id"].as_str()).unwrap_or_default();
+async fn operators(
+    Extract(state): Extract<State>,
+    Authenticated(_claims): Authenticated,
+) -> Result<Json<Vec<OperatorItem>>, ApiError> {
+    let own = peers::get_json(&state.deps.hub, "hub-client", "/hub/registration")
+        .await
+        .ok();
+    let listed =
+        peers::get_json(&state.deps.hub, "hub-client", "/hub/operators?fresh=true").await?;
+    let own_id = own
+        .as_ref()
+        .and_then(|o| o["id"].as_str())
+        .unwrap_or_default();
     Ok(Json(
         listed
             .as_array()
@@ -94,15 +114,34 @@ async fn start(
 ) -> Result<(StatusCode, Json<Transfer>), ApiError> {
     let citizen = input.citizen_id.to_string();
     may_act_for(&claims, &citizen)?;
-    let found = peers::get_json(&state.deps.citizens, "citizen", &format!("/citizens/{citizen}")).await?;
+    let found = peers::get_json(
+        &state.deps.citizens,
+        "citizen",
+        &format!("/citizens/{citizen}"),
+    )
+    .await?;
     if found["status"] != "registered" {
-        return Err(ApiError::new(ErrorCode::Conflict, format!("the citizen is `{}`, not `registered`", found["status"].as_str().unwrap_or("?"))));
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            format!(
+                "the citizen is `{}`, not `registered`",
+                found["status"].as_str().unwrap_or("?")
+            ),
+        ));
     }
-    if store::running_out(&state.deps.db, &citizen).await.map_err(ApiError::internal)?.is_some() {
-        return Err(ApiError::new(ErrorCode::Conflict, "a transfer of this citizen is already running"));
+    if store::running_out(&state.deps.db, &citizen)
+        .await
+        .map_err(ApiError::internal)?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            ErrorCode::Conflict,
+            "a transfer of this citizen is already running",
+        ));
     }
     let own = peers::get_json(&state.deps.hub, "hub-client", "/hub/registration").await?;
-    let listed = peers::get_json(&state.deps.hub, "hub-client", "/hub/operators").await?;
+    let listed =
+        peers::get_json(&state.deps.hub, "hub-client", "/hub/operators?fresh=true").await?;
     let destination = listed
         .as_array()
         .into_iter()
@@ -115,21 +154,33 @@ async fn start(
     let transfer_url = destination["transfer_url"]
         .as_str()
         .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
-        .ok_or_else(|| ApiError::invalid("operator_id", "that operator has no transfer URL at the hub"))?;
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "operator_id",
+                "that operator has no transfer URL at the hub",
+            )
+        })?;
     let input = json!({"citizen": citizen, "operator_id": input.operator_id, "transfer_url": transfer_url,
                        "own_operator": own["name"]});
-    let id = state.engine.start(send::SAGA, input).await.map_err(ApiError::internal)?;
+    let id = state
+        .engine
+        .start(send::SAGA, input)
+        .await
+        .map_err(ApiError::internal)?;
     // The saga's first step records the transfer; answer with what is known now.
-    let transfer = store::get(&state.deps.db, &id).await.map_err(ApiError::internal)?.unwrap_or(Transfer {
-        id,
-        citizen,
-        direction: "out".into(),
-        peer: destination["id"].as_str().unwrap_or_default().to_owned(),
-        status: "running".into(),
-        detail: String::new(),
-        created_at: crate::shared::now_rfc3339(),
-        updated_at: crate::shared::now_rfc3339(),
-    });
+    let transfer = store::get(&state.deps.db, &id)
+        .await
+        .map_err(ApiError::internal)?
+        .unwrap_or(Transfer {
+            id,
+            citizen,
+            direction: "out".into(),
+            peer: destination["id"].as_str().unwrap_or_default().to_owned(),
+            status: "running".into(),
+            detail: String::new(),
+            created_at: crate::shared::now_rfc3339(),
+            updated_at: crate::shared::now_rfc3339(),
+        });
     Ok((StatusCode::ACCEPTED, Json(transfer)))
 }
 
@@ -178,9 +229,14 @@ async fn list(
     Authenticated(claims): Authenticated,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Vec<Transfer>>, ApiError> {
-    let citizen = CitizenId::parse(&params.citizen).map_err(|r| ApiError::invalid("citizen", r))?.to_string();
+    let citizen = CitizenId::parse(&params.citizen)
+        .map_err(|r| ApiError::invalid("citizen", r))?
+        .to_string();
     may_act_for(&claims, &citizen)?;
-    store::of_citizen(&state.deps.db, &citizen).await.map(Json).map_err(ApiError::internal)
+    store::of_citizen(&state.deps.db, &citizen)
+        .await
+        .map(Json)
+        .map_err(ApiError::internal)
 }
 
 fn read_json(body: &Bytes) -> Result<Value, ApiError> {
@@ -192,31 +248,58 @@ fn read_json(body: &Bytes) -> Result<Value, ApiError> {
 /// is POSTed to the given confirm URL.
 #[utoipa::path(post, path = "/api/transferCitizen", tag = "transfer", request_body = Object,
     responses((status = 201, body = Object), (status = 200, body = Object), (status = 422, body = telar_kit::Problem)))]
-async fn receive_citizen(Extract(state): Extract<State>, body: Bytes) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let incoming = read_incoming(&read_json(&body)?).map_err(|e| ApiError::invalid(e.field, e.reason))?;
+async fn receive_citizen(
+    Extract(state): Extract<State>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let incoming =
+        read_incoming(&read_json(&body)?).map_err(|e| ApiError::invalid(e.field, e.reason))?;
     let id = receive::saga_id(&incoming);
     let known = state.engine.get(&id).await.is_ok();
     if !known {
         let input = json!({"citizen": incoming.id.to_string(), "incoming": incoming});
-        state.engine.start_with_id(receive::SAGA, &id, input).await.map_err(ApiError::internal)?;
+        state
+            .engine
+            .start_with_id(receive::SAGA, &id, input)
+            .await
+            .map_err(ApiError::internal)?;
     }
-    let status = if known { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(json!({"message": "Transferencia recibida", "id": incoming.id.number(), "transfer": id}))))
+    let status = if known {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(
+            json!({"message": "Transferencia recibida", "id": incoming.id.number(), "transfer": id}),
+        ),
+    ))
 }
 
 /// A peer confirms a citizen this operator sent: `req_status` 1 (done) or 0 (failed).
 #[utoipa::path(post, path = "/api/transferCitizenConfirm", tag = "transfer", request_body = Object,
     responses((status = 200, body = Object), (status = 404, body = telar_kit::Problem), (status = 422, body = telar_kit::Problem)))]
-async fn receive_confirm(Extract(state): Extract<State>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let (citizen, accepted) = read_confirm(&read_json(&body)?).map_err(|e| ApiError::invalid(e.field, e.reason))?;
+async fn receive_confirm(
+    Extract(state): Extract<State>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let (citizen, accepted) =
+        read_confirm(&read_json(&body)?).map_err(|e| ApiError::invalid(e.field, e.reason))?;
     let transfer = store::running_out(&state.deps.db, &citizen.to_string())
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| ApiError::not_found(format!("no transfer of citizen {citizen} is waiting for a confirmation")))?;
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "no transfer of citizen {citizen} is waiting for a confirmation"
+            ))
+        })?;
     state
         .engine
         .signal(&transfer.id, "confirm", json!({"accepted": accepted}))
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(json!({"message": "Confirmación recibida", "id": citizen.number(), "req_status": i32::from(accepted)})))
+    Ok(Json(
+        json!({"message": "Confirmación recibida", "id": citizen.number(), "req_status": i32::from(accepted)}),
+    ))
 }

@@ -123,42 +123,77 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
             let citizen = CitizenId::parse(&citizen_of(&ctx)).map_err(StepError::permanent)?;
             let contact = &ctx.outputs["mark"];
             let documents: BTreeMap<String, Vec<String>> =
-                serde_json::from_value(ctx.outputs["collect"]["documents"].clone()).unwrap_or_default();
-            let body = outgoing(citizen, contact["name"].as_str().unwrap_or_default(),
-                contact["email"].as_str().unwrap_or_default(), &documents, &deps.confirm_url());
+                serde_json::from_value(ctx.outputs["collect"]["documents"].clone())
+                    .unwrap_or_default();
+            let body = outgoing(
+                citizen,
+                contact["name"].as_str().unwrap_or_default(),
+                contact["email"].as_str().unwrap_or_default(),
+                &documents,
+                &deps.confirm_url(),
+            );
             let url = ctx.input["transfer_url"].as_str().unwrap_or_default();
-            let response = deps.peers.post(url).json(&body).send().await
-                .map_err(|e| StepError::transient(format!("the destination did not answer: {e}")))?;
+            let response = deps.peers.post(url).json(&body).send().await.map_err(|e| {
+                StepError::transient(format!("the destination did not answer: {e}"))
+            })?;
             let status = response.status().as_u16();
-            tracing::info!(citizen = mask_id(&citizen.to_string()), status, "transfer sent");
+            tracing::info!(
+                citizen = mask_id(&citizen.to_string()),
+                status,
+                "transfer sent"
+            );
             match status {
                 200..=299 => Ok(json!({"status": status})),
-                500..=599 | 429 => Err(StepError::transient(format!("the destination answered {status}"))),
-                _ => Err(StepError::permanent(format!("the destination refused the transfer ({status})"))),
+                500..=599 | 429 => Err(StepError::transient(format!(
+                    "the destination answered {status}"
+                ))),
+                _ => Err(StepError::permanent(format!(
+                    "the destination refused the transfer ({status})"
+                ))),
             }
         })
-        .retry(RetryPolicy::attempts(3).backoff(Duration::from_millis(500), Duration::from_secs(10))),
+        .retry(
+            RetryPolicy::attempts(3).backoff(Duration::from_millis(500), Duration::from_secs(10)),
+        ),
     )
-    .step(Step::wait_for("await-confirm", "confirm", Duration::from_secs(deps.config.confirm_timeout_secs)))
+    .step(Step::wait_for(
+        "await-confirm",
+        "confirm",
+        Duration::from_secs(deps.config.confirm_timeout_secs),
+    ))
     .step(step(d, "check-confirm", |deps, ctx| async move {
         if ctx.outputs["await-confirm"]["accepted"] == true {
-            announce(&deps, &ctx, events::TRANSFER_CONFIRMED, json!({"citizen": citizen_of(&ctx), "direction": "out"})).await?;
+            announce(
+                &deps,
+                &ctx,
+                events::TRANSFER_CONFIRMED,
+                json!({"citizen": citizen_of(&ctx), "direction": "out"}),
+            )
+            .await?;
             Ok(json!({"accepted": true}))
         } else {
-            Err(StepError::permanent("the destination answered req_status 0"))
+            Err(StepError::permanent(
+                "the destination answered req_status 0",
+            ))
         }
     }))
     .step(
         step(d, "delete-documents", |deps, ctx| async move {
             let citizen = citizen_of(&ctx);
             let list_path = format!("/documents?owner={citizen}");
-            let listed = expect_success(&list_path, call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?)?;
+            let listed = expect_success(
+                &list_path,
+                call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?,
+            )?;
             let mut deleted = 0;
             for document in listed.as_array().into_iter().flatten() {
                 let path = format!("/documents/{}", document["id"].as_str().unwrap_or_default());
-                let (status, body) = call(&deps.ingestion, http::Method::DELETE, &path, None, None).await?;
+                let (status, body) =
+                    call(&deps.ingestion, http::Method::DELETE, &path, None, None).await?;
                 if !(status == 204 || status == 404) {
-                    return Err(StepError::transient(format!("{path} answered {status}: {body}")));
+                    return Err(StepError::transient(format!(
+                        "{path} answered {status}: {body}"
+                    )));
                 }
                 deleted += 1;
             }
@@ -169,11 +204,14 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
     .step(
         step(d, "forget-citizen", |deps, ctx| async move {
             let path = format!("/citizens/{}", citizen_of(&ctx));
-            let (status, body) = call(&deps.citizens, http::Method::DELETE, &path, None, None).await?;
+            let (status, body) =
+                call(&deps.citizens, http::Method::DELETE, &path, None, None).await?;
             if status == 204 {
                 Ok(json!({}))
             } else {
-                Err(StepError::transient(format!("{path} answered {status}: {body}")))
+                Err(StepError::transient(format!(
+                    "{path} answered {status}: {body}"
+                )))
             }
         })
         .retry(after_confirm()),
@@ -185,26 +223,48 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
             }
             // Whatever the order, the hub must not list the citizen with this operator any more.
             let path = format!("/hub/citizens/{}", citizen_of(&ctx));
-            let answer = expect_success(&path, call(&deps.hub, http::Method::GET, &path, None, None).await?)?;
+            let answer = expect_success(
+                &path,
+                call(&deps.hub, http::Method::GET, &path, None, None).await?,
+            )?;
             let ours = ctx.input["own_operator"].as_str().unwrap_or_default();
             if answer["outcome"] == "registered" && answer["operator"].as_str() == Some(ours) {
-                return Err(StepError::transient("the hub still lists the citizen with this operator"));
+                return Err(StepError::transient(
+                    "the hub still lists the citizen with this operator",
+                ));
             }
             Ok(json!({"hub": answer["outcome"]}))
         })
         .retry(after_confirm()),
     )
     .step(step(d, "finish", |deps, ctx| async move {
-        finish(&deps, &ctx, "completed", "", events::TRANSFER_COMPLETED, json!({"citizen": citizen_of(&ctx), "direction": "out"})).await
+        finish(
+            &deps,
+            &ctx,
+            "completed",
+            "",
+            events::TRANSFER_COMPLETED,
+            json!({"citizen": citizen_of(&ctx), "direction": "out"}),
+        )
+        .await
     }))
 }
 
 /// unregisterCitizen through hub-client (202 queued counts: the check after it waits for it).
 async fn unregister(deps: &Deps, ctx: &StepContext) -> Result<Value, StepError> {
     let path = format!("/hub/citizens/{}", citizen_of(ctx));
-    let (status, body) = call(&deps.hub, http::Method::DELETE, &path, None, Some(&ctx.idempotency_key)).await?;
+    let (status, body) = call(
+        &deps.hub,
+        http::Method::DELETE,
+        &path,
+        None,
+        Some(&ctx.idempotency_key),
+    )
+    .await?;
     match status {
         200 | 202 => Ok(json!({"outcome": body["outcome"]})),
-        _ => Err(StepError::permanent(format!("unregistering at the hub answered {status}: {body}"))),
+        _ => Err(StepError::permanent(format!(
+            "unregistering at the hub answered {status}: {body}"
+        ))),
     }
 }

@@ -18,18 +18,26 @@ pub(crate) async fn call(
     body: Option<Value>,
     key: Option<&str>,
 ) -> Result<(u16, Value), StepError> {
-    let mut request = client.request(method, path).await.map_err(StepError::transient)?;
+    let mut request = client
+        .request(method, path)
+        .await
+        .map_err(StepError::transient)?;
     if let Some(key) = key {
         request = request.header("idempotency-key", key);
     }
     if let Some(body) = body {
         request = request.json(&body);
     }
-    let response = request.send().await.map_err(|e| StepError::transient(format!("{path}: {e}")))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| StepError::transient(format!("{path}: {e}")))?;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
     if status >= 500 || status == 429 {
-        return Err(StepError::transient(format!("{path} answered {status}: {body}")));
+        return Err(StepError::transient(format!(
+            "{path} answered {status}: {body}"
+        )));
     }
     Ok((status, body))
 }
@@ -39,7 +47,9 @@ pub(crate) fn expect_success(path: &str, (status, body): (u16, Value)) -> Result
     if (200..300).contains(&status) {
         Ok(body)
     } else {
-        Err(StepError::permanent(format!("{path} answered {status}: {body}")))
+        Err(StepError::permanent(format!(
+            "{path} answered {status}: {body}"
+        )))
     }
 }
 
@@ -49,14 +59,32 @@ pub(crate) fn citizen_of(ctx: &StepContext) -> String {
 
 /// Takes the citizen's lock (or finds the token this saga took before a crash) and records the
 /// transfer as running under it.
-pub(crate) async fn lock(deps: &Deps, ctx: &StepContext, direction: &str, peer: &str) -> Result<Value, StepError> {
+pub(crate) async fn lock(
+    deps: &Deps,
+    ctx: &StepContext,
+    direction: &str,
+    peer: &str,
+) -> Result<Value, StepError> {
     let citizen = citizen_of(ctx);
-    let ttl = Duration::from_secs(deps.config.confirm_timeout_secs + deps.config.register_within_secs + 3_600);
-    let token = match store::token_of(&deps.db, &ctx.saga_id).await.map_err(|e| StepError::transient(e.to_string()))? {
+    let ttl = Duration::from_secs(
+        deps.config.confirm_timeout_secs + deps.config.register_within_secs + 3_600,
+    );
+    let token = match store::token_of(&deps.db, &ctx.saga_id)
+        .await
+        .map_err(|e| StepError::transient(e.to_string()))?
+    {
         Some(token) if token > 0 => token,
-        _ => match deps.locks.try_acquire(&format!("citizen:{citizen}"), ttl).await {
+        _ => match deps
+            .locks
+            .try_acquire(&format!("citizen:{citizen}"), ttl)
+            .await
+        {
             Ok(Some(lease)) => lease.token,
-            Ok(None) => return Err(StepError::transient(format!("citizen {citizen} is in another transfer"))),
+            Ok(None) => {
+                return Err(StepError::transient(format!(
+                    "citizen {citizen} is in another transfer"
+                )));
+            }
             Err(error) => return Err(StepError::transient(error.to_string())),
         },
     };
@@ -71,8 +99,13 @@ pub(crate) async fn lock(deps: &Deps, ctx: &StepContext, direction: &str, peer: 
         created_at: now.clone(),
         updated_at: now,
     };
-    if !store::record(&deps.db, &transfer, token).await.map_err(StepError::transient)? {
-        return Err(StepError::permanent("the citizen's lock passed to another transfer"));
+    if !store::record(&deps.db, &transfer, token)
+        .await
+        .map_err(StepError::transient)?
+    {
+        return Err(StepError::permanent(
+            "the citizen's lock passed to another transfer",
+        ));
     }
     Ok(json!({"token": token}))
 }
@@ -87,24 +120,45 @@ pub(crate) async fn finish(
     data: Value,
 ) -> Result<Value, StepError> {
     let citizen = citizen_of(ctx);
-    let token = ctx.outputs.get("lock").and_then(|o| o["token"].as_u64()).unwrap_or(0);
-    if let Some(mut transfer) = store::get(&deps.db, &ctx.saga_id).await.map_err(|e| StepError::transient(e.to_string()))? {
+    let token = ctx
+        .outputs
+        .get("lock")
+        .and_then(|o| o["token"].as_u64())
+        .unwrap_or(0);
+    if let Some(mut transfer) = store::get(&deps.db, &ctx.saga_id)
+        .await
+        .map_err(|e| StepError::transient(e.to_string()))?
+    {
         transfer.status = status.into();
         transfer.detail = detail.chars().take(500).collect();
         transfer.updated_at = now_rfc3339();
-        store::record(&deps.db, &transfer, token).await.map_err(StepError::transient)?;
+        store::record(&deps.db, &transfer, token)
+            .await
+            .map_err(StepError::transient)?;
     }
     let mut envelope = event(event_type, &citizen, data);
     envelope.id = format!("{}:{}", ctx.saga_id, event_type);
-    deps.publish_once(envelope).await.map_err(StepError::transient)?;
+    deps.publish_once(envelope)
+        .await
+        .map_err(StepError::transient)?;
     // A release that finds another holder changes nothing; the lock also expires by itself.
-    let _ = deps.locks.release(&format!("citizen:{citizen}"), token).await;
+    let _ = deps
+        .locks
+        .release(&format!("citizen:{citizen}"), token)
+        .await;
     Ok(json!({"status": status}))
 }
 
 /// Publishes one event per saga and type.
-pub(crate) async fn announce(deps: &Deps, ctx: &StepContext, event_type: &str, data: Value) -> Result<(), StepError> {
+pub(crate) async fn announce(
+    deps: &Deps,
+    ctx: &StepContext,
+    event_type: &str,
+    data: Value,
+) -> Result<(), StepError> {
     let mut envelope = event(event_type, &citizen_of(ctx), data);
     envelope.id = format!("{}:{}", ctx.saga_id, event_type);
-    deps.publish_once(envelope).await.map_err(StepError::transient)
+    deps.publish_once(envelope)
+        .await
+        .map_err(StepError::transient)
 }

@@ -12,6 +12,15 @@ pub async fn hub_client(
     world: &mut World,
     configure: impl FnOnce(&mut HubClientConfig),
 ) -> Running {
+    let bus = world.bus.clone();
+    hub_client_on(world, bus, configure).await
+}
+
+pub async fn hub_client_on(
+    world: &mut World,
+    bus: telar_bus::Bus,
+    configure: impl FnOnce(&mut HubClientConfig),
+) -> Running {
     let mut config = HubClientConfig {
         hub_url: world.hub.base.clone(),
         ..HubClientConfig::default()
@@ -22,15 +31,9 @@ pub async fn hub_client(
     config.queue.max_backoff_ms = 100;
     configure(&mut config);
     let db = world.db("hub-client").await;
-    let (app, client) = hub::build(
-        db,
-        world.bus.clone(),
-        config,
-        world.verifier(),
-        KitConfig::default(),
-    )
-    .await
-    .unwrap();
+    let (app, client) = hub::build(db, bus, config, world.verifier(), KitConfig::default())
+        .await
+        .unwrap();
     client
         .ensure_registered()
         .await

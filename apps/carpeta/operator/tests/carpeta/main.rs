@@ -8,3 +8,4 @@ mod helpers;
 mod hub;
 mod operator;
 mod signing;
+mod transfer;

@@ -2,7 +2,8 @@
 //! signature and sharing, against the world's hub-sim.
 
 use serde_json::{Value, json};
-use telar_carpeta::{citizen, ingestion, metadata, read_models, sharing, signature};
+use telar_bus::{Bus, EmbeddedBus, EmbeddedConfig};
+use telar_carpeta::{citizen, ingestion, metadata, read_models, sharing, signature, transfer};
 use telar_kit::KitConfig;
 
 use crate::helpers::{Running, World};
@@ -17,10 +18,29 @@ pub struct Operator {
     pub signature: Running,
     pub sharing: Running,
     pub sharing_db: telar_sql::Db,
+    pub transfer: Running,
+    pub bus: Bus,
 }
 
 pub async fn operator(world: &mut World) -> Operator {
-    let hub_client = crate::hub::hub_client(world, |_| {}).await;
+    let bus = world.bus.clone();
+    named_operator(world, "Operador Telar", bus, |_| {}).await
+}
+
+/// An operator with its own name at the hub and its own bus (as a separate process would).
+pub async fn named_operator(
+    world: &mut World,
+    name: &str,
+    bus: Bus,
+    configure: impl FnOnce(&mut transfer::TransferConfig),
+) -> Operator {
+    let (transfer_listener, transfer_base) = World::port().await;
+    let hub_client = crate::hub::hub_client_on(world, bus.clone(), |c| {
+        c.operator.name = name.to_owned();
+        c.operator.transfer_url = format!("{transfer_base}/api/transferCitizen");
+        c.operator.confirm_url = format!("{transfer_base}/api/transferCitizenConfirm");
+    })
+    .await;
     let iam = world.iam().await;
     let tokens = world.tokens().await;
     let kit = KitConfig::default;
@@ -32,7 +52,7 @@ pub async fn operator(world: &mut World) -> Operator {
     };
     let app = citizen::build(
         db,
-        world.bus.clone(),
+        bus.clone(),
         config,
         world.verifier(),
         tokens.clone(),
@@ -55,7 +75,7 @@ pub async fn operator(world: &mut World) -> Operator {
     let db = world.db("ingestion").await;
     let app = ingestion::build(
         db,
-        world.bus.clone(),
+        bus.clone(),
         config,
         world.verifier(),
         tokens.clone(),
@@ -75,7 +95,7 @@ pub async fn operator(world: &mut World) -> Operator {
     let db = world.db("metadata").await;
     let app = metadata::build(
         db,
-        world.bus.clone(),
+        bus.clone(),
         config,
         world.verifier(),
         tokens.clone(),
@@ -86,15 +106,9 @@ pub async fn operator(world: &mut World) -> Operator {
     let metadata = world.run(app).await;
 
     let db = world.db("read-models").await;
-    let app = read_models::build(
-        db,
-        world.bus.clone(),
-        Default::default(),
-        world.verifier(),
-        kit(),
-    )
-    .await
-    .unwrap();
+    let app = read_models::build(db, bus.clone(), Default::default(), world.verifier(), kit())
+        .await
+        .unwrap();
     let read_models = world.run(app).await;
 
     let db = world.db("signature").await;
@@ -107,7 +121,7 @@ pub async fn operator(world: &mut World) -> Operator {
     };
     let app = signature::build(
         db,
-        world.bus.clone(),
+        bus.clone(),
         config,
         world.verifier(),
         tokens.clone(),
@@ -127,15 +141,29 @@ pub async fn operator(world: &mut World) -> Operator {
     };
     let app = sharing::build(
         sharing_db.clone(),
-        world.bus.clone(),
+        bus.clone(),
         config,
         world.verifier(),
-        tokens,
+        tokens.clone(),
         kit(),
     )
     .await
     .unwrap();
     let sharing = world.run_on(app, listener);
+
+    let db = world.db("transfer").await;
+    let mut config = transfer::TransferConfig {
+        public_url: transfer_base,
+        hub_client_url: hub_client.base.clone(),
+        citizen_url: citizen.base.clone(),
+        ingestion_url: ingestion.base.clone(),
+        ..Default::default()
+    };
+    configure(&mut config);
+    let app = transfer::build(db, bus.clone(), config, world.verifier(), tokens, kit())
+        .await
+        .unwrap();
+    let transfer = world.run_on(app, transfer_listener);
     Operator {
         hub_client,
         iam,
@@ -146,6 +174,8 @@ pub async fn operator(world: &mut World) -> Operator {
         signature,
         sharing,
         sharing_db,
+        transfer,
+        bus,
     }
 }
 
@@ -171,4 +201,19 @@ pub async fn register(world: &World, operator: &Operator, id: &str, name: &str, 
     )
     .await;
     assert_eq!(status, 201, "{body}");
+}
+
+/// A second embedded bus (another operator's).
+pub async fn another_bus(world: &mut World) -> Bus {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::new(
+        EmbeddedBus::open(&EmbeddedConfig {
+            path: dir.path().join("bus.db"),
+            ..EmbeddedConfig::default()
+        })
+        .await
+        .unwrap(),
+    );
+    world.dirs.push(dir);
+    bus
 }
