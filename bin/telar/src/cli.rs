@@ -39,6 +39,41 @@ pub enum Command {
     /// Check the audit log's hash chain, or export it as JSON lines.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Walk a system's whole story against a running system, checking every answer.
+    #[command(subcommand)]
+    Demo(DemoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Carpeta Ciudadana: register, upload, sign, search, share, and move the citizen to a
+    /// second operator (and back). Exit 1 at the first wrong answer.
+    Carpeta(DemoCarpetaArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DemoCarpetaArgs {
+    /// The operator's gateway (default: the configured gateway's address).
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// A second operator's gateway: the citizen moves there.
+    #[arg(long)]
+    pub peer: Option<String>,
+    /// The second operator's config, whose identity key signs its tokens.
+    #[arg(long, default_value = "config/carpeta/operator-b.toml")]
+    pub peer_config: std::path::PathBuf,
+    /// The second operator's name at the hub.
+    #[arg(long, default_value = "Operador B")]
+    pub peer_operator: String,
+    /// Move the citizen back from the second operator afterwards.
+    #[arg(long)]
+    pub round_trip: bool,
+    /// The citizen's id (default: a random one).
+    #[arg(long)]
+    pub citizen: Option<String>,
+    /// Print one JSON document instead of progress lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

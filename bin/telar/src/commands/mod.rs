@@ -2,6 +2,7 @@
 
 mod audit;
 mod config;
+mod demo;
 mod dlq;
 mod projections;
 mod saga;
@@ -51,5 +52,8 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Projections(command) => projections::run(cli.config.as_deref(), command).await,
         Command::Token(command) => token::run(cli.config.as_deref(), command).await,
         Command::Audit(command) => audit::run(cli.config.as_deref(), command).await,
+        Command::Demo(crate::cli::DemoCommand::Carpeta(args)) => {
+            demo::carpeta(cli.config.as_deref(), args).await
+        }
     }
 }

@@ -982,3 +982,88 @@ fn the_kubernetes_config_map_is_a_valid_config() {
         "http://identity:8008"
     );
 }
+
+/// Two operators as two `telar up` processes on one hub-sim; `telar demo carpeta` walks the
+/// whole story and moves the citizen to B and back, checking every answer (exit 0).
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_walks_the_story_across_two_operators() {
+    let dir = tempfile::tempdir().expect("dir");
+    let a_dir = dir.path().join("a");
+    let b_dir = dir.path().join("b");
+    // Each operator's data in its own directory, said in its own config file: the demo reads
+    // them to sign tokens with each operator's identity key.
+    let a_config = dir.path().join("a.toml");
+    std::fs::write(
+        &a_config,
+        format!(
+            "[database.sqlite]\ndir = {:?}\n[bus.embedded]\npath = {:?}\n\
+             [services.notification.settings.email]\nmailbox_dir = {:?}\n",
+            a_dir.display().to_string(),
+            a_dir.join("bus.db").display().to_string(),
+            a_dir.join("mailbox").display().to_string(),
+        ),
+    )
+    .expect("a.toml");
+    let a_config_arg = a_config.display().to_string();
+    let (mut a, a_urls, _a_rest) = start(&["--config", &a_config_arg, "up"], &[]);
+    let b_config = dir.path().join("b.toml");
+    std::fs::write(
+        &b_config,
+        format!(
+            "[database.sqlite]\ndir = {:?}\n[bus.embedded]\npath = {:?}\n\
+             [services.hub-sim]\nenabled = false\n\
+             [services.hub-client.settings]\nhub_url = {:?}\n\
+             [services.hub-client.settings.operator]\nname = \"Operador B\"\n\
+             [services.notification.settings.email]\nmailbox_dir = {:?}\n",
+            b_dir.display().to_string(),
+            b_dir.join("bus.db").display().to_string(),
+            a_urls["hub-sim"],
+            b_dir.join("mailbox").display().to_string(),
+        ),
+    )
+    .expect("b.toml");
+    let b_config_arg = b_config.display().to_string();
+    let (mut b, b_urls, _b_rest) = start(&["--config", &b_config_arg, "up"], &[]);
+    let demo = run(telar().args([
+        "demo",
+        "carpeta",
+        "--gateway",
+        &a_urls["gateway"],
+        "--peer",
+        &b_urls["gateway"],
+        "--peer-config",
+        &b_config_arg,
+        "--round-trip",
+        "--json",
+        "--config",
+        &a_config_arg,
+    ]));
+    terminate(&a);
+    terminate(&b);
+    let _ = a.wait();
+    let _ = b.wait();
+    let report: serde_json::Value = serde_json::from_slice(&demo.stdout).unwrap_or_default();
+    assert!(
+        demo.status.success(),
+        "{}\n{}",
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+        text(&demo.stderr)
+    );
+    assert_eq!(report["ok"], true);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    for wanted in [
+        "register the citizen",
+        "sign and authenticate",
+        "search in Spanish",
+        "share by short link",
+        "move to Operador B",
+        "move back to Operador Telar",
+    ] {
+        assert!(steps.contains(&wanted), "{wanted} in {steps:?}");
+    }
+}
