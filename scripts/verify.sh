@@ -32,5 +32,7 @@ echo "[verify] cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "[verify] cargo nextest" >&2
 cargo nextest run --workspace --locked --no-fail-fast
+echo "[verify] Carpeta distributed: two operators, a process per service, PostgreSQL + NATS + Redis + S3" >&2
+bash scripts/distributed.sh
 echo "[verify] saga crash test (bench/run saga-crash --quick, in the test profile)" >&2
 cargo run -q --locked -p telar-bench-saga -- crash --quick

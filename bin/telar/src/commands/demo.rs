@@ -335,7 +335,7 @@ async fn upload(
         .send()
         .await?;
     ensure!(
-        put.status().as_u16() == 201,
+        put.status().is_success(),
         "PUT to the upload link answered {}",
         put.status()
     );
