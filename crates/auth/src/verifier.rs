@@ -1,7 +1,7 @@
 //! Verifying tokens against an issuer's JWKS.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
@@ -62,7 +62,9 @@ impl VerifierConfig {
 pub struct Verifier {
     config: Arc<VerifierConfig>,
     keys: Arc<RwLock<HashMap<String, DecodingKey>>>,
-    last_fetch: Arc<Mutex<Option<Instant>>>,
+    /// When the JWKS was last fetched; held across a fetch, so requests with an unknown key id
+    /// that arrive during it wait for its keys instead of being refused.
+    last_fetch: Arc<tokio::sync::Mutex<Option<Instant>>>,
     client: reqwest::Client,
 }
 
@@ -116,15 +118,11 @@ impl Verifier {
         let Some(url) = &self.config.jwks_url else {
             return Ok(false);
         };
-        {
-            let Ok(mut last) = self.last_fetch.lock() else {
-                return Ok(false);
-            };
-            if last.is_some_and(|at| at.elapsed() < self.config.refetch_every) {
-                return Ok(false);
-            }
-            *last = Some(Instant::now());
+        let mut last = self.last_fetch.lock().await;
+        if last.is_some_and(|at| at.elapsed() < self.config.refetch_every) {
+            return Ok(false);
         }
+        *last = Some(Instant::now());
         let jwks: JwkSet = self
             .client
             .get(url)

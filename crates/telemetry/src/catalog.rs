@@ -357,6 +357,7 @@ mod tests {
             include_str!("../../../deploy/grafana/queue-health.json"),
             include_str!("../../../deploy/grafana/transfers-saga.json"),
             include_str!("../../../deploy/grafana/cache-efficiency.json"),
+            include_str!("../../../deploy/grafana/hub-protection.json"),
         ];
         let exported: Vec<String> = CATALOG
             .iter()

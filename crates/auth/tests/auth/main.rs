@@ -181,3 +181,53 @@ async fn rotation_keeps_old_tokens_valid_and_unknown_kids_refetch_at_a_limited_r
         "the old key leaves once its tokens have expired"
     );
 }
+
+/// The first burst of requests after start (or after a rotation) carries a key id the verifier
+/// has not fetched yet: every one of them waits for the one fetch instead of being refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_verifications_share_one_fetch_and_all_pass() {
+    let ring = KeyRing::generate(now(), 900).expect("keys");
+    let jwks = ring.jwks(now());
+    let fetches = Arc::new(AtomicU32::new(0));
+    let count = fetches.clone();
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let (jwks, count) = (jwks.clone(), count.clone());
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                // A slow issuer: the burst arrives while the fetch is in flight.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                axum::Json(jwks)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/.well-known/jwks.json",
+        listener.local_addr().expect("addr")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let verifier = Verifier::new(VerifierConfig {
+        jwks_url: Some(url),
+        ..VerifierConfig::new(ISSUER, AUDIENCE)
+    });
+    let token = ring.sign(&claims(900)).expect("sign");
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (verifier, token) = (verifier.clone(), token.clone());
+        burst.spawn(async move { verifier.verify(&token).await.is_ok() });
+    }
+    let mut passed = 0;
+    while let Some(ok) = burst.join_next().await {
+        passed += usize::from(ok.expect("task"));
+    }
+    assert_eq!(passed, 50, "every request of the burst verified");
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "one fetch for all of them"
+    );
+}

@@ -28,6 +28,8 @@ pub struct World {
 
 pub struct Running {
     pub base: String,
+    /// Stops this service alone (as a crash would, but letting in-flight work settle).
+    pub shutdown: Shutdown,
 }
 
 impl Running {
@@ -143,8 +145,8 @@ impl World {
         let base = format!("http://{}", listener.local_addr().unwrap());
         let shutdown = Shutdown::new();
         tokio::spawn(app.run(listener, shutdown.signal()));
-        self.running.push(shutdown);
-        Running { base }
+        self.running.push(shutdown.clone());
+        Running { base, shutdown }
     }
 
     pub async fn hub_state(&self) -> Value {

@@ -20,6 +20,42 @@ pub struct Operator {
     pub sharing_db: telar_sql::Db,
     pub transfer: Running,
     pub bus: Bus,
+    pub transfer_db: telar_sql::Db,
+    pub transfer_config: transfer::TransferConfig,
+    pub tokens: telar_carpeta::shared::TokenSource,
+}
+
+impl Operator {
+    /// Stops the transfer service and starts it again on the same database, port and runner
+    /// name: unfinished sagas resume.
+    pub async fn restart_transfer(&mut self, world: &mut World) {
+        self.transfer.shutdown.trigger();
+        let address = self.transfer.base.trim_start_matches("http://").to_owned();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match tokio::net::TcpListener::bind(&address).await {
+                Ok(listener) => break listener,
+                Err(error) => {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "{address} stays busy: {error}"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+            }
+        };
+        let app = transfer::build(
+            self.transfer_db.clone(),
+            self.bus.clone(),
+            self.transfer_config.clone(),
+            world.verifier(),
+            self.tokens.clone(),
+            KitConfig::default(),
+        )
+        .await
+        .unwrap();
+        self.transfer = world.run_on(app, listener);
+    }
 }
 
 pub async fn operator(world: &mut World) -> Operator {
@@ -151,7 +187,7 @@ pub async fn named_operator(
     .unwrap();
     let sharing = world.run_on(app, listener);
 
-    let db = world.db("transfer").await;
+    let transfer_db = world.db("transfer").await;
     let mut config = transfer::TransferConfig {
         public_url: transfer_base,
         hub_client_url: hub_client.base.clone(),
@@ -160,9 +196,17 @@ pub async fn named_operator(
         ..Default::default()
     };
     configure(&mut config);
-    let app = transfer::build(db, bus.clone(), config, world.verifier(), tokens, kit())
-        .await
-        .unwrap();
+    let transfer_config = config.clone();
+    let app = transfer::build(
+        transfer_db.clone(),
+        bus.clone(),
+        config,
+        world.verifier(),
+        tokens.clone(),
+        kit(),
+    )
+    .await
+    .unwrap();
     let transfer = world.run_on(app, transfer_listener);
     Operator {
         hub_client,
@@ -176,6 +220,9 @@ pub async fn named_operator(
         sharing_db,
         transfer,
         bus,
+        transfer_db,
+        transfer_config,
+        tokens,
     }
 }
 

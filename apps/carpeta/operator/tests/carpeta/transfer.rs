@@ -476,3 +476,115 @@ async fn a_peer_in_the_older_dialect_is_understood_and_confirmed_with_a_number()
     assert!(bad.text().await.unwrap().contains("id"));
     let _ = &b.bus;
 }
+
+#[tokio::test]
+async fn an_origin_restarted_while_waiting_for_the_confirmation_finishes_the_transfer() {
+    let mut world = World::new().await;
+    let bus = world.bus.clone();
+    let mut a = named_operator(&mut world, "Operador A", bus, |c| {
+        c.confirm_timeout_secs = 120
+    })
+    .await;
+    register(&world, &a, ID, "Ana Pérez", "ana@correo.co").await;
+    let ana = world.token(ID, &["ciudadano"]);
+    upload_to(
+        &world,
+        &a.ingestion,
+        &ana,
+        ID,
+        "Diploma",
+        "diploma.pdf",
+        b"%PDF diploma",
+    )
+    .await;
+    // A destination that accepts and tells the test where to confirm, and nothing else.
+    let (listener, base) = World::port().await;
+    let (tx, mut received) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let router = axum::Router::new().route(
+        "/api/transferCitizen",
+        axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send(body);
+                (http::StatusCode::CREATED, "ok")
+            }
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let registered: Value = world.http.post(world.hub.url("/apis/registerOperator"))
+        .json(&json!({"name": "Lento", "address": "x", "contactMail": "x@y.co", "participants": ["x"]}))
+        .send().await.unwrap().json().await.unwrap();
+    let peer = registered["idOperator"].as_str().unwrap().to_owned();
+    world
+        .http
+        .put(world.hub.url("/apis/registerTransferEndPoint"))
+        .json(&json!({"idOperator": peer, "endPoint": format!("{base}/api/transferCitizen")}))
+        .send()
+        .await
+        .unwrap();
+
+    let (status, started) = call(
+        &world,
+        reqwest::Method::POST,
+        a.transfer.url("/transfers"),
+        &ana,
+        Some(json!({"citizen_id": ID, "operator_id": peer})),
+    )
+    .await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_owned();
+    let sent = tokio::time::timeout(Duration::from_secs(20), received.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(sent["id"], json!(1032456789u64), "the id goes as a number");
+    assert_eq!(sent["urlDocuments"].as_object().map(|m| m.len()), Some(1));
+
+    // The origin goes away while it waits, and comes back on the same database.
+    a.restart_transfer(&mut world).await;
+    let confirm = sent["confirmAPI"].as_str().unwrap().to_owned();
+    let confirmed = world
+        .http
+        .post(&confirm)
+        .json(&json!({"id": ID, "req_status": "1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        confirmed.status(),
+        200,
+        "the restarted origin takes the confirmation"
+    );
+    let ended = eventually(
+        Duration::from_secs(30),
+        "the resumed transfer to end",
+        || async {
+            let (_, detail) = call(
+                &world,
+                reqwest::Method::GET,
+                a.transfer.url(&format!("/transfers/{id}")),
+                &ana,
+                None,
+            )
+            .await;
+            (detail["transfer"]["status"] != "running").then_some(detail)
+        },
+    )
+    .await;
+    assert_eq!(ended["transfer"]["status"], "completed", "{ended}");
+    let (status, _) = call(
+        &world,
+        reqwest::Method::GET,
+        a.citizen.url(&format!("/citizens/{ID}")),
+        &ana,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert!(documents(&world, &a).await.is_empty());
+    assert_eq!(
+        hub_operator(&world).await,
+        Value::Null,
+        "no longer listed with A (the fake never registers)"
+    );
+}
