@@ -57,6 +57,11 @@ fn start(telar: &str) -> System {
             "TELAR_SERVICES__GATEWAY__SETTINGS__LIMITS__ROLES__CIUDADANO".into(),
             "1000000000".into(),
         ),
+        // Signed-link uploads carry no token: they count against the client address.
+        (
+            "TELAR_SERVICES__GATEWAY__SETTINGS__LIMITS__ANONYMOUS_LIMIT".into(),
+            "1000000000".into(),
+        ),
         ("TELAR_TELEMETRY__LOG__LEVEL".into(), "warn".into()),
     ];
     for service in [
@@ -227,29 +232,45 @@ async fn cycle(
     let bytes = format!("%PDF-1.4 diploma número {n} de {owner}").into_bytes();
     let body = json!({"owner": owner, "title": format!("Diploma {n}"), "filename": "diploma.pdf",
                       "content_type": "application/pdf", "size": bytes.len()});
-    let Ok(response) = http
+    let response = match http
         .post(format!("{documents}/documents"))
         .bearer_auth(token)
         .json(&body)
         .send()
         .await
-    else {
-        return false;
+    {
+        Ok(response) => response,
+        Err(error) => {
+            eprintln!("upload link {n}: {error}");
+            return false;
+        }
     };
-    let Ok(ticket) = response.json::<Value>().await else {
-        return false;
-    };
+    let status = response.status();
+    let ticket: Value = response.json().await.unwrap_or_default();
     let Some(url) = ticket["upload"]["url"].as_str() else {
+        eprintln!("upload link {n}: {status} {ticket}");
         return false;
     };
-    let put = http
+    match http
         .put(url)
         .header("content-type", "application/pdf")
         .body(bytes.clone())
         .send()
-        .await;
-    if !put.is_ok_and(|r| r.status().is_success()) {
-        return false;
+        .await
+    {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => {
+            eprintln!(
+                "upload {n}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+            return false;
+        }
+        Err(error) => {
+            eprintln!("upload {n}: {error}");
+            return false;
+        }
     }
     let id = ticket["document"]["id"].as_str().unwrap_or_default();
     let sha = hex::encode(Sha256::digest(&bytes));
@@ -259,14 +280,41 @@ async fn cycle(
         .json(&json!({"sha256": sha, "size": bytes.len()}))
         .send()
         .await;
-    if !confirmed.is_ok_and(|r| r.status().is_success()) {
-        return false;
+    match confirmed {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => {
+            eprintln!(
+                "confirm {n}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+            return false;
+        }
+        Err(error) => {
+            eprintln!("confirm {n}: {error}");
+            return false;
+        }
     }
-    http.get(format!("{search}/metadata/search?q=diploma&owner={owner}"))
+    match http
+        .get(format!("{search}/metadata/search?q=diploma&owner={owner}"))
         .bearer_auth(token)
         .send()
         .await
-        .is_ok_and(|r| r.status().is_success())
+    {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            eprintln!(
+                "search {n}: {} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            );
+            false
+        }
+        Err(error) => {
+            eprintln!("search {n}: {error}");
+            false
+        }
+    }
 }
 
 #[tokio::main]
