@@ -145,7 +145,7 @@ wait_ready() {
     until curl -fs -o /dev/null "$url"; do
       if [ $SECONDS -gt $deadline ]; then
         echo "[distributed] $service is not ready at $url; its log:" >&2
-        tail -20 "$work"/*/"$service.log" >&2 || true
+        tail -n 20 "$work"/*/"$service.log" >&2 || true
         exit 1
       fi
       sleep 0.2
@@ -154,14 +154,14 @@ wait_ready() {
 }
 
 a=$(config a 8000 "Operador A" "http://127.0.0.1:8019" 1)
-b=$(config b 8020 "Operador B" "http://127.0.0.1:8019" 2)
+b=$(config b 8050 "Operador B" "http://127.0.0.1:8019" 2)
 echo "[distributed] operator A: ${#services[@]} processes + hub-sim; operator B: ${#services[@]} processes ($run)" >&2
 start a "$a" 8000 hub-sim "${services[@]}"
-start b "$b" 8020 "${services[@]}"
+start b "$b" 8050 "${services[@]}"
 wait_ready 8000 hub-sim "${services[@]}"
-wait_ready 8020 "${services[@]}"
+wait_ready 8050 "${services[@]}"
 echo "[distributed] every service ready; the demo:" >&2
 "$TELAR" --config "$a" demo carpeta \
   --gateway http://127.0.0.1:8000 \
-  --peer http://127.0.0.1:8020 --peer-config "$b" --peer-operator "Operador B" \
+  --peer http://127.0.0.1:8050 --peer-config "$b" --peer-operator "Operador B" \
   --round-trip
