@@ -11,29 +11,36 @@ use telar_sql::{Db, PostgresConfig};
 
 /// The router of the hub simulator on `db`, with the kit's defaults (health, metrics, docs…).
 pub async fn hub_sim_router(db: Db, kit: KitConfig) -> Result<axum::Router, String> {
-    let service = telar_carpeta_hub_sim::build(db, telar_carpeta_hub_sim::HubSimConfig::default(), kit)
-        .await
-        .map_err(|e| e.to_string())?;
+    let service =
+        telar_carpeta_hub_sim::build(db, telar_carpeta_hub_sim::HubSimConfig::default(), kit)
+            .await
+            .map_err(|e| e.to_string())?;
     Ok(service.into_router())
 }
 
 /// The database from the environment.
 pub async fn database_from_env() -> Result<Db, String> {
-    let url = std::env::var("TELAR_DATABASE__POSTGRES__URL")
-        .map_err(|_| "TELAR_DATABASE__POSTGRES__URL is required (a Lambda keeps no disk)".to_owned())?;
+    let url = std::env::var("TELAR_DATABASE__POSTGRES__URL").map_err(|_| {
+        "TELAR_DATABASE__POSTGRES__URL is required (a Lambda keeps no disk)".to_owned()
+    })?;
     let config = PostgresConfig {
         url,
         schema_prefix: std::env::var("TELAR_DATABASE__POSTGRES__SCHEMA_PREFIX").unwrap_or_default(),
         max_connections: 2,
         ..PostgresConfig::default()
     };
-    Db::postgres(&config, telar_carpeta_hub_sim::NAME).await.map_err(|e| e.to_string())
+    Db::postgres(&config, telar_carpeta_hub_sim::NAME)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// The kit's settings from the environment.
 pub fn kit_from_env() -> KitConfig {
     let mut kit = KitConfig::default();
-    if let Some(ms) = std::env::var("TELAR_HTTP__REQUEST_TIMEOUT_MS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(ms) = std::env::var("TELAR_HTTP__REQUEST_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         kit.request_timeout_ms = ms;
     }
     kit

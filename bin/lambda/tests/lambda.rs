@@ -26,18 +26,28 @@ fn event(method: &str, path: &str, body: Option<Value>) -> String {
     .to_string()
 }
 
-async fn send(router: &axum::Router, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn send(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let request = lambda_http::request::from_str(&event(method, path, body)).unwrap();
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
 }
 
 #[tokio::test]
 async fn api_gateway_events_reach_the_hub_simulator() {
     let (db, _dir) = telar_testkit::sqlite_db("hub-sim").await;
-    let router = telar_lambda::hub_sim_router(db, telar_kit::KitConfig::default()).await.unwrap();
+    let router = telar_lambda::hub_sim_router(db, telar_kit::KitConfig::default())
+        .await
+        .unwrap();
     let (status, _) = send(&router, "GET", "/apis/validateCitizen/1032456789", None).await;
     assert_eq!(status, 204, "nobody registered yet");
     let citizen = json!({"id": 1032456789u64, "name": "Ana", "address": "Calle 1", "email": "ana@correo.co",

@@ -49,7 +49,10 @@ fn lean_allocator() {
         ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
         ("MIMALLOC_PURGE_DELAY", "0"),
     ];
-    if OPTIONS.iter().all(|(name, _)| std::env::var_os(name).is_some()) {
+    if OPTIONS
+        .iter()
+        .all(|(name, _)| std::env::var_os(name).is_some())
+    {
         return;
     }
     let Ok(exe) = std::env::current_exe() else {
