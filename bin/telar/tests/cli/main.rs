@@ -1067,3 +1067,25 @@ async fn demo_walks_the_story_across_two_operators() {
         assert!(steps.contains(&wanted), "{wanted} in {steps:?}");
     }
 }
+
+/// docs/configuration-reference.md is the effective default configuration, every key: generated
+/// from the configuration types, kept equal here.
+#[test]
+fn the_configuration_reference_is_the_effective_default() {
+    let output = run(telar()
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["config", "check"]));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let doc = include_str!("../../../../docs/configuration-reference.md");
+    let block = doc
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block");
+    assert_eq!(
+        block,
+        text(&output.stdout),
+        "docs/configuration-reference.md is stale: regenerate it with `telar config check`"
+    );
+}
