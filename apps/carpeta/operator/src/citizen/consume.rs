@@ -69,11 +69,7 @@ async fn settle(state: &State, delivery: &Delivery) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let outgoing = if registered {
-        event(
-            events::CITIZEN_REGISTERED,
-            id,
-            json!({"id": id, "email": citizen.email, "name": citizen.name}),
-        )
+        super::registered_event(&citizen)
     } else {
         let reason = if is_duplicate(message) {
             "the hub already has this citizen with another operator".to_owned()

@@ -39,6 +39,15 @@ impl Default for CitizenConfig {
     }
 }
 
+/// `carpeta.citizen.registered`, with what the notification and the read models need.
+pub(crate) fn registered_event(citizen: &Citizen) -> telar_types::Envelope {
+    crate::shared::event(
+        crate::domain::events::CITIZEN_REGISTERED,
+        &citizen.id,
+        serde_json::json!({"id": citizen.id, "email": citizen.email, "name": citizen.name}),
+    )
+}
+
 #[derive(Clone)]
 pub(crate) struct State {
     pub citizens: store::Citizens,

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::State;
 use super::store::Citizen;
 use crate::domain::{CitizenId, events, mask_id, validate_email};
-use crate::shared::{CITIZEN_ROLE, OPERATOR_ROLE, SERVICE_ROLE, event, now_rfc3339};
+use crate::shared::{SERVICE_ROLE, event, is_staff, may_act_for, now_rfc3339};
 
 pub(crate) fn router(state: State) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -24,24 +24,6 @@ pub(crate) fn router(state: State) -> OpenApiRouter {
         .routes(routes!(import))
         .routes(routes!(set_status))
         .with_state(state)
-}
-
-fn is_staff(claims: &Claims) -> bool {
-    [OPERATOR_ROLE, SERVICE_ROLE, "admin"]
-        .iter()
-        .any(|r| claims.has_role(r))
-}
-
-/// Staff, or the citizen themself.
-fn may_act_for(claims: &Claims, id: &str) -> Result<(), ApiError> {
-    if is_staff(claims) || (claims.has_role(CITIZEN_ROLE) && claims.sub == id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only the citizen or the operator's staff may do this",
-        ))
-    }
 }
 
 fn text_field(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
@@ -170,11 +152,7 @@ async fn register(
         Err(error) => return Err(storage(error)),
     }
     if hub_call.is_none() {
-        let registered = event(
-            events::CITIZEN_REGISTERED,
-            &id,
-            json!({"id": id, "email": citizen.email, "name": citizen.name}),
-        );
+        let registered = super::registered_event(&citizen);
         state
             .outbox
             .append(&mut tx, &registered)
@@ -446,11 +424,7 @@ async fn set_status(
         .await
         .map_err(storage)?;
     if citizen.status == "registered" {
-        let registered = event(
-            events::CITIZEN_REGISTERED,
-            &id,
-            json!({"id": id, "email": citizen.email, "name": citizen.name}),
-        );
+        let registered = super::registered_event(&citizen);
         state
             .outbox
             .append(&mut tx, &registered)

@@ -5,7 +5,7 @@ use axum::extract::{Path, Query, State as Extract};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use telar_auth::{Authenticated, Claims};
+use telar_auth::Authenticated;
 use telar_kit::{ApiError, OpenApiRouter, routes};
 use telar_search::SearchQuery;
 use telar_types::{Classify, ErrorCode};
@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::State;
 use super::store::DocumentMeta;
 use crate::domain::CitizenId;
-use crate::shared::{OPERATOR_ROLE, SERVICE_ROLE, now_rfc3339};
+use crate::shared::{is_staff, now_rfc3339};
 
 pub(crate) fn router(state: State) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -93,12 +93,6 @@ struct FoundHit {
     score: f32,
     /// HTML: the document's text escaped, matches in `<mark>`.
     highlight: String,
-}
-
-fn is_staff(claims: &Claims) -> bool {
-    [OPERATOR_ROLE, SERVICE_ROLE, "admin"]
-        .iter()
-        .any(|r| claims.has_role(r))
 }
 
 /// Full-text search over title, file name and tags; best first.

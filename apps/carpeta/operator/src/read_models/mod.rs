@@ -13,7 +13,7 @@ use telar_sql::Db;
 pub use views::{FolderDocument, FolderView, TransferView};
 
 use crate::domain::CitizenId;
-use crate::shared::{App, CITIZEN_ROLE, OPERATOR_ROLE, SERVICE_ROLE};
+use crate::shared::{App, may_act_for};
 
 pub const NAME: &str = "read-models";
 pub const GROUP: &str = "read-models";
@@ -78,20 +78,6 @@ async fn apply(views: &views::Views, delivery: &Delivery) -> Result<(), String> 
     tx.commit().await.map_err(|e| e.to_string())
 }
 
-fn may_read(claims: &telar_auth::Claims, citizen: &str) -> Result<(), ApiError> {
-    let staff = [OPERATOR_ROLE, SERVICE_ROLE, "admin"]
-        .iter()
-        .any(|r| claims.has_role(r));
-    if staff || (claims.has_role(CITIZEN_ROLE) && claims.sub == citizen) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            telar_types::ErrorCode::Forbidden,
-            "only the citizen or the operator's staff may read this",
-        ))
-    }
-}
-
 /// A citizen's folder: their status here and every document with its state.
 #[utoipa::path(get, path = "/read-models/citizens/{id}", tag = "read-models", params(("id" = String, Path)),
     responses((status = 200, body = FolderView), (status = 404, body = telar_kit::Problem)))]
@@ -103,7 +89,7 @@ async fn folder(
     let id = CitizenId::parse(&id)
         .map_err(|r| ApiError::invalid("id", r))?
         .to_string();
-    may_read(&claims, &id)?;
+    may_act_for(&claims, &id)?;
     views
         .folder(&id)
         .await
@@ -123,7 +109,7 @@ async fn transfers(
     let id = CitizenId::parse(&id)
         .map_err(|r| ApiError::invalid("id", r))?
         .to_string();
-    may_read(&claims, &id)?;
+    may_act_for(&claims, &id)?;
     views
         .transfers(&id)
         .await

@@ -34,6 +34,25 @@ pub const OPERATOR_ROLE: &str = "operador";
 /// A citizen, whose `sub` is their 10-digit id.
 pub const CITIZEN_ROLE: &str = "ciudadano";
 
+/// The operator's staff (`operador`, `admin`) or one of its services.
+pub fn is_staff(claims: &Claims) -> bool {
+    [OPERATOR_ROLE, SERVICE_ROLE, "admin"]
+        .iter()
+        .any(|r| claims.has_role(r))
+}
+
+/// 403 unless the caller is staff, or the citizen `citizen` themself.
+pub fn may_act_for(claims: &Claims, citizen: &str) -> Result<(), ApiError> {
+    if is_staff(claims) || (claims.has_role(CITIZEN_ROLE) && claims.sub == citizen) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "only the citizen or the operator's staff may do this",
+        ))
+    }
+}
+
 /// 403 unless the caller has one of `roles`.
 pub fn require_any(claims: &Claims, roles: &[&str]) -> Result<(), ApiError> {
     if roles.iter().any(|role| claims.has_role(role)) {

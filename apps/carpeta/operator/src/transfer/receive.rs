@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use telar_saga::{RetryPolicy, Saga, Step, StepContext, StepError};
+use telar_saga::{RetryPolicy, Saga, StepContext, StepError};
 
 use super::Deps;
 use super::protocol::{Incoming, confirm_body};
-use super::steps::{announce, call, citizen_of, expect_success, finish, lock};
+use super::steps::{
+    announce, call, citizen_of, delete_documents, expect_success, finish, lock, step,
+};
 use crate::domain::events;
 
 pub const SAGA: &str = "transfer-receive";
@@ -19,15 +21,6 @@ const NO_ADDRESS: &str = "Sin dirección (recibido por traslado)";
 fn incoming(ctx: &StepContext) -> Result<Incoming, StepError> {
     serde_json::from_value(ctx.input["incoming"].clone())
         .map_err(|e| StepError::permanent(e.to_string()))
-}
-
-fn step<F, Fut>(deps: &Arc<Deps>, name: &str, action: F) -> Step
-where
-    F: Fn(Arc<Deps>, StepContext) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Value, StepError>> + Send + 'static,
-{
-    let deps = deps.clone();
-    Step::new(name, move |ctx| action(deps.clone(), ctx))
 }
 
 async fn confirm(deps: &Deps, ctx: &StepContext, accepted: bool) -> Result<(), StepError> {
@@ -123,7 +116,7 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
                 .retry(RetryPolicy::attempts(3).backoff(Duration::from_millis(500), Duration::from_secs(10)))
                 .compensate(move |ctx| {
                     let deps = undownload.clone();
-                    async move { delete_documents(&deps, &citizen_of(&ctx)).await }
+                    async move { delete_documents(&deps, &citizen_of(&ctx)).await.map(|_| ()) }
                 }),
         )
         .step(
@@ -272,24 +265,6 @@ async fn store_one(deps: &Deps, owner: &str, title: &str, url: &str) -> Result<S
         .await?,
     )?;
     Ok(id)
-}
-
-async fn delete_documents(deps: &Deps, owner: &str) -> Result<(), StepError> {
-    let list_path = format!("/documents?owner={owner}");
-    let listed = expect_success(
-        &list_path,
-        call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?,
-    )?;
-    for document in listed.as_array().into_iter().flatten() {
-        let path = format!("/documents/{}", document["id"].as_str().unwrap_or_default());
-        let (status, body) = call(&deps.ingestion, http::Method::DELETE, &path, None, None).await?;
-        if !(status == 204 || status == 404) {
-            return Err(StepError::transient(format!(
-                "{path} answered {status}: {body}"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// The saga id of an incoming transfer: the same request again is the same saga.

@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State as Extract};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use telar_auth::{Authenticated, Claims};
+use telar_auth::Authenticated;
 use telar_kit::{ApiError, OpenApiRouter, Payload, routes};
 use telar_types::ErrorCode;
 use utoipa::{IntoParams, ToSchema};
@@ -17,7 +17,7 @@ use super::protocol::{read_confirm, read_incoming};
 use super::store::{self, Transfer};
 use super::{State, receive, send};
 use crate::domain::CitizenId;
-use crate::shared::{CITIZEN_ROLE, OPERATOR_ROLE, SERVICE_ROLE, peers};
+use crate::shared::{may_act_for, peers};
 
 pub(crate) fn router(state: State) -> OpenApiRouter {
     OpenApiRouter::new()
@@ -41,20 +41,6 @@ pub(crate) fn aliases(state: State) -> axum::Router {
             axum::routing::post(receive_confirm),
         )
         .with_state(state)
-}
-
-fn may_act_for(claims: &Claims, citizen: &str) -> Result<(), ApiError> {
-    let staff = [OPERATOR_ROLE, SERVICE_ROLE, "admin"]
-        .iter()
-        .any(|r| claims.has_role(r));
-    if staff || (claims.has_role(CITIZEN_ROLE) && claims.sub == citizen) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only the citizen or the operator's staff may do this",
-        ))
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

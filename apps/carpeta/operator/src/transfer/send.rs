@@ -9,7 +9,9 @@ use telar_saga::{RetryPolicy, Saga, Step, StepContext, StepError};
 
 use super::Deps;
 use super::protocol::outgoing;
-use super::steps::{announce, call, citizen_of, expect_success, finish, lock};
+use super::steps::{
+    announce, call, citizen_of, delete_documents, expect_success, finish, lock, step,
+};
 use crate::domain::{CitizenId, events, mask_id};
 
 pub const SAGA: &str = "transfer-send";
@@ -18,15 +20,6 @@ pub const SAGA: &str = "transfer-send";
 /// theirs now): they are retried for a long while instead.
 fn after_confirm() -> RetryPolicy {
     RetryPolicy::attempts(30).backoff(Duration::from_millis(200), Duration::from_secs(60))
-}
-
-fn step<F, Fut>(deps: &Arc<Deps>, name: &str, action: F) -> Step
-where
-    F: Fn(Arc<Deps>, StepContext) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<Value, StepError>> + Send + 'static,
-{
-    let deps = deps.clone();
-    Step::new(name, move |ctx| action(deps.clone(), ctx))
 }
 
 pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
@@ -179,24 +172,7 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
     }))
     .step(
         step(d, "delete-documents", |deps, ctx| async move {
-            let citizen = citizen_of(&ctx);
-            let list_path = format!("/documents?owner={citizen}");
-            let listed = expect_success(
-                &list_path,
-                call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?,
-            )?;
-            let mut deleted = 0;
-            for document in listed.as_array().into_iter().flatten() {
-                let path = format!("/documents/{}", document["id"].as_str().unwrap_or_default());
-                let (status, body) =
-                    call(&deps.ingestion, http::Method::DELETE, &path, None, None).await?;
-                if !(status == 204 || status == 404) {
-                    return Err(StepError::transient(format!(
-                        "{path} answered {status}: {body}"
-                    )));
-                }
-                deleted += 1;
-            }
+            let deleted = delete_documents(&deps, &citizen_of(&ctx)).await?;
             Ok(json!({"deleted": deleted}))
         })
         .retry(after_confirm()),

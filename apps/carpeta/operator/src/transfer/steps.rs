@@ -162,3 +162,35 @@ pub(crate) async fn announce(
         .await
         .map_err(StepError::transient)
 }
+
+/// A step whose action gets the saga's dependencies.
+pub(crate) fn step<F, Fut>(deps: &std::sync::Arc<Deps>, name: &str, action: F) -> telar_saga::Step
+where
+    F: Fn(std::sync::Arc<Deps>, StepContext) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Value, StepError>> + Send + 'static,
+{
+    let deps = deps.clone();
+    telar_saga::Step::new(name, move |ctx| action(deps.clone(), ctx))
+}
+
+/// Deletes every document of `owner` (files too); a document already gone counts as deleted.
+/// Returns how many there were.
+pub(crate) async fn delete_documents(deps: &Deps, owner: &str) -> Result<usize, StepError> {
+    let list_path = format!("/documents?owner={owner}");
+    let listed = expect_success(
+        &list_path,
+        call(&deps.ingestion, http::Method::GET, &list_path, None, None).await?,
+    )?;
+    let mut deleted = 0;
+    for document in listed.as_array().into_iter().flatten() {
+        let path = format!("/documents/{}", document["id"].as_str().unwrap_or_default());
+        let (status, body) = call(&deps.ingestion, http::Method::DELETE, &path, None, None).await?;
+        if !(status == 204 || status == 404) {
+            return Err(StepError::transient(format!(
+                "{path} answered {status}: {body}"
+            )));
+        }
+        deleted += 1;
+    }
+    Ok(deleted)
+}
