@@ -2,9 +2,10 @@
 # Makes sure the engines the tests use are up on loopback: PostgreSQL (5432), Redis (6379),
 # RabbitMQ (5672), NATS with JetStream (4222), an S3-compatible store (moto, 5055) and an SMTP
 # server that keeps what it receives in a maildir (aiosmtpd, 8025, /tmp/telar-smtp/maildir); and
-# promtool, which checks every service's /metrics; kubernetes-validate for deploy/k8s. Starts any that is down and installs any that
-# is missing (Debian packages). Fails loudly: a suite that skips its real-engine tests is a
-# failing suite.
+# promtool, which checks every service's /metrics; kubernetes-validate for deploy/k8s;
+# check-jsonschema (the Compose Specification's schema built in) for deploy/compose.yaml. Starts
+# any that is down and installs any that is missing (Debian packages, PyPI). Fails loudly: a suite
+# that skips its real-engine tests is a failing suite.
 set -euo pipefail
 
 log() { printf '[services] %s\n' "$*" >&2; }
@@ -129,6 +130,17 @@ ensure_kubernetes_validate() {
   log "kubernetes-validate ok"
 }
 
+# check-jsonschema validates deploy/compose.yaml against the Compose Specification's schema it
+# ships (vendor.compose-spec, offline); scripts/check-compose.py reads the file with its ruamel.yaml.
+ensure_check_jsonschema() {
+  if ! command -v check-jsonschema >/dev/null || ! python3 -c 'import ruamel.yaml' 2>/dev/null; then
+    python3 -m pip install -q check-jsonschema >/dev/null 2>&1 || die "pip install check-jsonschema failed"
+  fi
+  command -v check-jsonschema >/dev/null || die "check-jsonschema is not on PATH after installing it"
+  python3 -c 'import ruamel.yaml' 2>/dev/null || die "python3 cannot import ruamel.yaml after installing check-jsonschema"
+  log "check-jsonschema ok"
+}
+
 ensure_postgres
 ensure_redis
 ensure_rabbitmq
@@ -137,3 +149,4 @@ ensure_moto
 ensure_smtp
 ensure_promtool
 ensure_kubernetes_validate
+ensure_check_jsonschema

@@ -25,6 +25,9 @@ promtool test rules deploy/prometheus/alerts.test.yaml
 python3 -c 'import json, glob; [json.load(open(f)) for f in glob.glob("deploy/grafana/*.json")]'
 echo "[verify] kubernetes-validate deploy/k8s (offline schemas)" >&2
 kubernetes-validate --strict --quiet deploy/k8s/*.yaml
+echo "[verify] deploy/compose.yaml: Compose Specification schema, references, services (offline)" >&2
+check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+python3 scripts/check-compose.py deploy/compose.yaml
 
 echo "[verify] cargo fmt --check" >&2
 cargo fmt --all --check

@@ -109,10 +109,12 @@ impl Settings {
         }
         let env = Env::prefixed("TELAR_")
             .split("__")
-            // Keys keep their original case here: compare without it.
+            // Keys keep their original case here: compare without it. `TELAR_CONFIG` names
+            // the file and `TELAR_IDENTITY_KEYS_SECRET` is read where the keys are opened
+            // (identity, `telar token`, `telar demo`): neither is a config key.
             .filter(|key| {
                 let key = key.as_str().to_ascii_lowercase();
-                key != "config" && !key.starts_with("test_")
+                key != "config" && key != "identity_keys_secret" && !key.starts_with("test_")
             })
             .map(|key| env_key_to_config_key(key.as_str()).into());
         figment = figment.merge(env);

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use telar_kit::SendTraced;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -126,7 +127,7 @@ impl Verifier {
         let jwks: JwkSet = self
             .client
             .get(url)
-            .send()
+            .send_traced()
             .await
             .and_then(reqwest::Response::error_for_status)
             .map_err(|e| AuthError::Unavailable(format!("{url}: {e}")))?

@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 use telar_types::Envelope;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::dead_letter::{DeadLetter, DeadLetterFilter};
 use crate::handler::Handler;
@@ -125,12 +126,18 @@ impl Bus {
         self.publish_batch(vec![envelope]).await
     }
 
-    pub async fn publish_batch(&self, envelopes: Vec<Envelope>) -> Result<()> {
+    /// Publishes `envelopes` durably. Published while handling a request or a message, each
+    /// carries that trace (`traceparent`, through a producer span).
+    pub async fn publish_batch(&self, mut envelopes: Vec<Envelope>) -> Result<()> {
         if envelopes.is_empty() {
             return Ok(());
         }
+        let span = crate::outbox::producer_span(&mut envelopes);
         let topics: Vec<String> = envelopes.iter().map(|e| e.ty.clone()).collect();
-        self.backend.publish_batch(envelopes).await?;
+        self.backend
+            .publish_batch(envelopes)
+            .instrument(span)
+            .await?;
         for topic in topics {
             metrics::counter!("queue_message_published", "topic" => topic).increment(1);
         }

@@ -5,17 +5,41 @@ use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use telar_telemetry::TraceParent;
+use tracing::Instrument;
 
 use crate::handler::{Delivery, Handler, Outcome};
 
 /// Runs the handler: a panic becomes a rejection (dead letter with the panic message), a
-/// timeout a retry.
+/// timeout a retry. It runs in a consumer span that continues the envelope's trace, so its
+/// logs, calls and publishes join the trace of the request that caused the message.
 pub(crate) async fn run_handler(
     handler: &dyn Handler,
     delivery: Delivery,
     timeout: Duration,
 ) -> Outcome {
-    let run = AssertUnwindSafe(handler.handle(delivery)).catch_unwind();
+    let span = tracing::info_span!(
+        "consume",
+        otel.kind = "consumer",
+        otel.name = format!("{} process", delivery.envelope.ty),
+        messaging.destination.name = delivery.envelope.ty.as_str(),
+        messaging.consumer.group.name = delivery.group.as_str(),
+        messaging.message.id = delivery.envelope.id.as_str(),
+        attempt = delivery.attempt,
+        trace_id = tracing::field::Empty,
+    );
+    let incoming = delivery
+        .envelope
+        .traceparent
+        .as_deref()
+        .and_then(TraceParent::parse);
+    let hop = telar_telemetry::hop(&span, incoming.as_ref());
+    span.record("trace_id", hop.trace_id_hex().as_str());
+    let run = AssertUnwindSafe(telar_telemetry::in_trace(
+        hop,
+        handler.handle(delivery).instrument(span),
+    ))
+    .catch_unwind();
     match tokio::time::timeout(timeout, run).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => Outcome::reject(format!("handler panicked: {}", panic_message(&panic))),

@@ -12,6 +12,7 @@ use std::time::Duration;
 use telar_sql::{Db, Migration, Tx, generated_query, placeholders, query};
 use telar_types::Envelope;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::{Bus, Result};
 
@@ -42,13 +43,25 @@ impl Outbox {
 
     /// Adds `envelope` to the outbox as part of `tx`: it is published if and only if `tx`
     /// commits.
+    /// Appended while handling a request or a message, the envelope carries that trace
+    /// (`traceparent`) through a producer span.
     pub async fn append(&self, tx: &mut Tx, envelope: &Envelope) -> Result<()> {
+        let traced;
+        let (envelope, span) = if telar_telemetry::in_hop() {
+            let mut copy = [envelope.clone()];
+            let span = producer_span(&mut copy);
+            traced = copy;
+            (&traced[0], span)
+        } else {
+            (envelope, tracing::Span::none())
+        };
         let text = String::from_utf8(envelope.to_json()).unwrap_or_default();
         query("INSERT INTO telar_outbox (id, envelope, created_at) VALUES ($1, $2, $3)")
             .bind(&envelope.id)
             .bind(text)
             .bind(crate::dead_letter_sql::now_rfc3339())
             .execute(tx)
+            .instrument(span)
             .await?;
         Ok(())
     }
@@ -68,6 +81,32 @@ impl Outbox {
             wake: self.wake.clone(),
         }
     }
+}
+
+/// A producer span for publishing `envelopes` (named after the first one's topic), whose
+/// context goes into each envelope: a message published while handling a request or a message
+/// is that hop's child, even when it copied its cause's `traceparent` (`caused_by`), so the
+/// tree stays a tree. A disabled span when nothing is being traced (the hot path pays nothing
+/// then, and envelopes keep the `traceparent` they have).
+pub(crate) fn producer_span(envelopes: &mut [Envelope]) -> tracing::Span {
+    if !telar_telemetry::in_hop() {
+        return tracing::Span::none();
+    }
+    let topic = envelopes.first().map_or("", |e| e.ty.as_str());
+    let span = tracing::info_span!(
+        "publish",
+        otel.kind = "producer",
+        otel.name = format!("{topic} publish"),
+        messaging.destination.name = topic,
+        messaging.batch.message_count = envelopes.len(),
+    );
+    if let Some(context) = telar_telemetry::outgoing(&span) {
+        let header = context.to_header();
+        for envelope in envelopes.iter_mut() {
+            envelope.traceparent = Some(header.clone());
+        }
+    }
+    span
 }
 
 /// Publishes committed outbox rows in order, then deletes them.

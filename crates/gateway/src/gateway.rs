@@ -16,6 +16,7 @@ use telar_kit::{KitConfig, RequestMetrics};
 use telar_resilience::{Decision, Verdict};
 use telar_telemetry::{LogLine, TraceParent};
 use tower::ServiceExt;
+use tracing::Instrument;
 
 use crate::config::{EdgeAuthConfig, GatewayConfig, RoutesConfig};
 use crate::error::{ErrorRenderer, GatewayError};
@@ -198,17 +199,33 @@ impl Gateway {
             };
         }
         let request_id = headers::request_id(request.headers());
-        let trace = request
+        let incoming = request
             .headers()
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse)
-            .map_or_else(TraceParent::new_root, |parent| parent.child());
+            .and_then(TraceParent::parse);
+        // A span only when spans are exported: the proxy's hot path stays free of tracing
+        // dispatch otherwise, and the header still carries the trace one hop further.
+        let span = if telar_telemetry::otlp_active() {
+            tracing::info_span!(
+                "gateway",
+                otel.kind = "server",
+                otel.name = format!("gateway {}", request.method()),
+                http.request.method = request.method().as_str(),
+                url.path = request.uri().path(),
+                request_id = request_id.to_str().unwrap_or(""),
+                http.response.status_code = tracing::field::Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
+        let trace = telar_telemetry::hop(&span, incoming.as_ref());
         let method = request.method().clone();
         let uri = request.uri().clone();
         let mut outcome = Outcome::default();
         let result = self
             .proxy(request, peer, &request_id, &trace, &mut outcome)
+            .instrument(span.clone())
             .await;
         let mut response = match result {
             Ok(response) => response,
@@ -223,6 +240,7 @@ impl Gateway {
         }
         headers.insert(REQUEST_ID, request_id.clone());
         let status = response.status().as_u16();
+        span.record("http.response.status_code", status);
         let elapsed = started.elapsed();
         let route = outcome
             .route

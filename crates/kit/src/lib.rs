@@ -8,6 +8,7 @@ mod error;
 mod health;
 mod middleware;
 mod negotiate;
+mod outbound;
 mod payload;
 mod service;
 mod xml;
@@ -17,6 +18,7 @@ pub use error::{ApiError, FieldError, Problem};
 pub use health::ReadyCheck;
 pub use middleware::{RequestId, RequestMetrics};
 pub use negotiate::Format;
+pub use outbound::SendTraced;
 pub use payload::{Payload, body_bytes};
 pub use service::Service;
 

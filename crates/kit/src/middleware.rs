@@ -14,7 +14,7 @@ use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode};
-use telar_telemetry::{TraceParent, current_trace_id};
+use telar_telemetry::TraceParent;
 use tracing::Instrument;
 
 use crate::error::ApiError;
@@ -229,6 +229,8 @@ where
     let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
+        otel.kind = "server",
+        otel.name = tracing::field::Empty,
         service = &*ctx.service,
         request_id = request_id.to_str().unwrap_or(""),
         trace_id = tracing::field::Empty,
@@ -240,17 +242,11 @@ where
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(TraceParent::parse);
-    if let Some(parent) = &incoming {
-        parent.attach_as_parent(&span);
+    if telar_telemetry::otlp_active() {
+        span.record("otel.name", format!("{method} {route}").as_str());
     }
-    let trace_id = incoming
-        .map(|parent| parent.trace_id_hex())
-        .or_else(|| {
-            telar_telemetry::otlp_active()
-                .then(|| current_trace_id(&span))
-                .flatten()
-        })
-        .unwrap_or_else(|| TraceParent::new_root().trace_id_hex());
+    let hop = telar_telemetry::hop(&span, incoming.as_ref());
+    let trace_id = hop.trace_id_hex();
     span.record("trace_id", trace_id.as_str());
     request
         .extensions_mut()
@@ -303,7 +299,10 @@ where
         response
     };
     let mut response = REQUEST_ID
-        .scope(request_id.clone(), handle.instrument(span))
+        .scope(
+            request_id.clone(),
+            telar_telemetry::in_trace(hop, handle.instrument(span)),
+        )
         .await;
     response.headers_mut().insert(REQUEST_ID_HEADER, request_id);
     response

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use aws_lc_rs::hmac;
 use lettre::message::{Mailbox, header::ContentType};
@@ -156,7 +157,7 @@ pub async fn post_webhook(
         .header("x-telar-event-id", event_id)
         .header("x-telar-event-type", event_type)
         .body(body)
-        .send()
+        .send_traced()
         .await
         .map_err(|e| format!("webhook {url}: {e}"))?;
     let status = response.status();

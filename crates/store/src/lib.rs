@@ -27,7 +27,7 @@ pub use error::{Error, Result};
 pub use event::{ExpectedVersion, Metadata, NewEvent, RecordedEvent};
 pub use projection::{OnError, Projection, ProjectionStatus, Projector, Rebuilt};
 pub use relay::{Publish, StoreRelay, envelope};
-pub use shred::{REDACTED, Shredder};
+pub use shred::{REDACTED, Shredder, open_sealed, seal_fields, sealed_key_ids};
 pub use store::{Appended, EventStore};
 pub use stream_index::StreamIndex;
 pub use upcast::{Upcaster, Upcasters};

@@ -69,17 +69,7 @@ impl Shredder {
         event: &mut NewEvent,
         fields: &[&str],
     ) -> Result<()> {
-        let (kid, key) = self.current_key(subject).await?;
-        let cipher = Aes256Gcm::new_from_slice(&key).map_err(|_| Error::Invalid("key".into()))?;
-        let mut encrypted = Vec::new();
-        for field in fields {
-            let Some(value) = event.data.get_mut(*field) else {
-                continue;
-            };
-            let plain = serde_json::to_vec(value).map_err(|e| Error::Invalid(e.to_string()))?;
-            *value = json!({"$enc": seal(&cipher, &plain)?, "kid": kid});
-            encrypted.push(*field);
-        }
+        let (kid, encrypted) = self.seal_json(subject, &mut event.data, fields).await?;
         event.metadata.extra.insert(
             "shredding".into(),
             json!({"subject": subject, "kid": kid, "fields": encrypted}),
@@ -93,27 +83,33 @@ impl Shredder {
         if !event.metadata.extra.contains_key("shredding") {
             return Ok(());
         }
-        let Value::Object(fields) = &mut event.data else {
-            return Ok(());
-        };
-        for value in fields.values_mut() {
-            let (Some(sealed), Some(kid)) = (
-                value.get("$enc").and_then(Value::as_str),
-                value.get("kid").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
-            let plain = match self.key(kid).await? {
-                None => None,
-                Some(key) => {
-                    let cipher = Aes256Gcm::new_from_slice(&key)
-                        .map_err(|_| Error::Invalid("key".into()))?;
-                    open(&cipher, sealed).and_then(|bytes| serde_json::from_slice(&bytes).ok())
-                }
-            };
-            *value = plain.unwrap_or_else(|| Value::String(REDACTED.into()));
+        let mut keys = HashMap::new();
+        for kid in sealed_key_ids(&event.data) {
+            let key = self.key(&kid).await?;
+            keys.insert(kid, key);
         }
+        open_sealed(&mut event.data, &keys);
         Ok(())
+    }
+
+    /// Encrypts the top-level `fields` of the JSON object `data` (any payload: an event's, an
+    /// envelope's) with `subject`'s newest key, created on first use. Returns the key id and
+    /// the fields that were there.
+    pub async fn seal_json<'f>(
+        &self,
+        subject: &str,
+        data: &mut Value,
+        fields: &[&'f str],
+    ) -> Result<(String, Vec<&'f str>)> {
+        let (kid, key) = self.current_key(subject).await?;
+        let encrypted = seal_fields(&key, &kid, data, fields)?;
+        Ok((kid, encrypted))
+    }
+
+    /// The key `kid`, or `None` once its subject was forgotten (or it never existed) — for a
+    /// service that hands keys to the readers of its events.
+    pub async fn key_by_id(&self, kid: &str) -> Result<Option<[u8; 32]>> {
+        self.key(kid).await
     }
 
     /// A new key for `subject`: later events use it, earlier ones still decrypt.
@@ -206,6 +202,65 @@ impl Shredder {
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(kid.to_owned(), (key, Instant::now()));
         }
+    }
+}
+
+/// Encrypts the top-level `fields` of `data` with `key` (id `kid`) in place; returns those
+/// present.
+pub fn seal_fields<'f>(
+    key: &[u8; 32],
+    kid: &str,
+    data: &mut Value,
+    fields: &[&'f str],
+) -> Result<Vec<&'f str>> {
+    let cipher = Aes256Gcm::new_from_slice(key).map_err(|_| Error::Invalid("key".into()))?;
+    let mut encrypted = Vec::new();
+    for field in fields {
+        let Some(value) = data.get_mut(*field) else {
+            continue;
+        };
+        let plain = serde_json::to_vec(value).map_err(|e| Error::Invalid(e.to_string()))?;
+        *value = json!({"$enc": seal(&cipher, &plain)?, "kid": kid});
+        encrypted.push(*field);
+    }
+    Ok(encrypted)
+}
+
+/// The key ids the encrypted top-level fields of `data` need.
+pub fn sealed_key_ids(data: &Value) -> Vec<String> {
+    let mut kids: Vec<String> = data
+        .as_object()
+        .into_iter()
+        .flat_map(|fields| fields.values())
+        .filter(|value| value.get("$enc").is_some())
+        .filter_map(|value| value.get("kid").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    kids.sort();
+    kids.dedup();
+    kids
+}
+
+/// Decrypts the encrypted top-level fields of `data` with `keys` (key id → key, `None` when
+/// forgotten); a field whose key is forgotten, missing or wrong reads as [`REDACTED`].
+pub fn open_sealed(data: &mut Value, keys: &HashMap<String, Option<[u8; 32]>>) {
+    let Value::Object(fields) = data else {
+        return;
+    };
+    for value in fields.values_mut() {
+        let (Some(sealed), Some(kid)) = (
+            value.get("$enc").and_then(Value::as_str),
+            value.get("kid").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let plain = keys
+            .get(kid)
+            .copied()
+            .flatten()
+            .and_then(|key| Aes256Gcm::new_from_slice(&key).ok())
+            .and_then(|cipher| open(&cipher, sealed))
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        *value = plain.unwrap_or_else(|| Value::String(REDACTED.into()));
     }
 }
 

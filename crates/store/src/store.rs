@@ -104,9 +104,10 @@ impl EventStore {
         tx: &mut Tx,
         stream: &str,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<Appended> {
         validate(stream, &events)?;
+        stamp_trace(&mut events);
         if tx.dialect() == Dialect::Postgres {
             return append_postgres(tx, stream, expected, &events).await;
         }
@@ -329,6 +330,24 @@ pub(crate) fn now_rfc3339() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)
         .unwrap_or_default()
+}
+
+/// Events appended while handling a request or a message carry its trace in their metadata,
+/// so the envelope the relay publishes later joins that trace (see `relay::envelope`).
+fn stamp_trace(events: &mut [NewEvent]) {
+    if !telar_telemetry::in_hop() {
+        return;
+    }
+    let Some(context) = telar_telemetry::outgoing(&tracing::Span::current()) else {
+        return;
+    };
+    let header = serde_json::Value::String(context.to_header());
+    for event in events {
+        event
+            .metadata
+            .extra
+            .insert("traceparent".to_owned(), header.clone());
+    }
 }
 
 fn validate(stream: &str, events: &[NewEvent]) -> Result<()> {

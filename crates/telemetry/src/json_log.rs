@@ -202,28 +202,55 @@ impl FieldWriter<'_> {
 
 impl Visit for FieldWriter<'_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.json(field, &value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.json(field, &value);
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.json(field, &value);
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.json(field, &value);
     }
     fn record_str(&mut self, field: &Field, value: &str) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.name(field);
         push_json_str(self.0, value);
     }
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.json(field, &value.to_string());
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if is_exporter_only(field) {
+            return;
+        }
         self.name(field);
         push_json_str(self.0, &format!("{value:?}"));
     }
+}
+
+/// `otel.kind`, `otel.name`, …: instructions to the span exporter, not facts worth a log
+/// column.
+fn is_exporter_only(field: &Field) -> bool {
+    field.name().starts_with("otel.")
 }
 
 /// Whether `text` has a byte JSON must escape (a control character, `"` or `\`), eight bytes

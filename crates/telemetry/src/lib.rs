@@ -7,6 +7,7 @@ mod config;
 mod json_log;
 mod line;
 mod prometheus;
+mod propagate;
 mod trace;
 
 pub use catalog::{CATALOG, Kind, MetricInfo};
@@ -14,6 +15,7 @@ pub use config::{LogConfig, OtlpConfig, TelemetryConfig};
 pub use json_log::{JsonLogLayer, LogSink};
 pub use line::LogLine;
 pub use prometheus::{install_metrics, render_metrics};
+pub use propagate::{hop, in_hop, in_trace, outgoing, span_traceparent};
 pub use trace::{TraceParent, current_trace_id};
 
 use tracing_subscriber::EnvFilter;

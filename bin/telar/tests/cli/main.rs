@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+mod trace;
+
 fn telar() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_telar"));
     command.env_remove("TELAR_CONFIG");
@@ -283,13 +285,14 @@ async fn gateway_fronts_identity(gateway: &str) {
 /// A citizen with a token from the identity service registers through the gateway; citizen
 /// calls hub-client with the services' own client-credentials token, hub-client calls the hub
 /// with the operator it registered at start.
-async fn citizen_registers_through_the_gateway(urls: &BTreeMap<String, String>, data: &Path) {
+/// A `ciudadano` token for `sub` from the identity keys of the system whose data is in `data`.
+fn citizen_token(data: &Path, sub: &str) -> String {
     let issued = run(telar()
         .args([
             "token",
             "issue",
             "--sub",
-            "1032456700",
+            sub,
             "--role",
             "ciudadano",
             "--audience",
@@ -299,7 +302,11 @@ async fn citizen_registers_through_the_gateway(urls: &BTreeMap<String, String>, 
         .env("TELAR_DATABASE__SQLITE__DIR", data.display().to_string()));
     assert!(issued.status.success(), "{}", text(&issued.stderr));
     let answer: serde_json::Value = serde_json::from_slice(&issued.stdout).expect("json");
-    let token = answer["access_token"].as_str().expect("token");
+    answer["access_token"].as_str().expect("token").to_owned()
+}
+
+async fn citizen_registers_through_the_gateway(urls: &BTreeMap<String, String>, data: &Path) {
+    let token = &citizen_token(data, "1032456700");
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -479,26 +486,25 @@ async fn metrics_pass_promtool(urls: &BTreeMap<String, String>) {
     }
 }
 
+/// The environment that keeps an embedded `telar up` (databases, bus, mailbox) inside `dir`.
+fn embedded_in(dir: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("TELAR_DATABASE__SQLITE__DIR", dir.display().to_string()),
+        (
+            "TELAR_BUS__EMBEDDED__PATH",
+            dir.join("bus.db").display().to_string(),
+        ),
+        (
+            "TELAR_SERVICES__NOTIFICATION__SETTINGS__EMAIL__MAILBOX_DIR",
+            dir.join("mailbox").display().to_string(),
+        ),
+    ]
+}
+
 #[tokio::test]
 async fn up_runs_the_embedded_system_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut child, urls, rest) = start(
-        &["up"],
-        &[
-            (
-                "TELAR_DATABASE__SQLITE__DIR",
-                dir.path().display().to_string(),
-            ),
-            (
-                "TELAR_BUS__EMBEDDED__PATH",
-                dir.path().join("bus.db").display().to_string(),
-            ),
-            (
-                "TELAR_SERVICES__NOTIFICATION__SETTINGS__EMAIL__MAILBOX_DIR",
-                dir.path().join("mailbox").display().to_string(),
-            ),
-        ],
-    );
+    let (mut child, urls, rest) = start(&["up"], &embedded_in(dir.path()));
     for service in SERVICES {
         assert!(
             urls.contains_key(*service),
@@ -980,6 +986,41 @@ fn the_kubernetes_config_map_is_a_valid_config() {
     assert_eq!(
         config["services"]["gateway"]["settings"]["upstreams"]["identity"]["instances"][0],
         "http://identity:8008"
+    );
+}
+
+/// The configuration deploy/compose.yaml mounts is one `telar` accepts with the environment the
+/// compose file gives its containers (hub-sim's: listening beyond loopback, with a token).
+#[test]
+fn the_compose_config_is_a_valid_config() {
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/compose.telar.toml"
+    );
+    let url = "postgres://telar:secret@postgres:5432/telar";
+    let checked = run(telar()
+        .args(["--config", file, "config", "check", "--json"])
+        .env("TELAR_DATABASE__POSTGRES__URL", url)
+        .env("TELAR_BUS__DEAD_LETTERS__POSTGRES__URL", url)
+        .env("TELAR_CARPETA__AUTH__CLIENT_SECRET", "services-secret")
+        .env(
+            "TELAR_SERVICES__IDENTITY__SETTINGS__KEYS_SECRET",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
+        .env("TELAR_SERVICES__HUB_SIM__HOST", "0.0.0.0")
+        .env("TELAR_SERVICES__HUB_SIM__SETTINGS__CONTROL_TOKEN", "token"));
+    assert!(checked.status.success(), "{}", text(&checked.stderr));
+    let config: serde_json::Value = serde_json::from_slice(&checked.stdout).expect("json");
+    assert_eq!(config["database"]["backend"], "postgres");
+    assert_eq!(config["bus"]["backend"], "nats");
+    assert_eq!(config["bus"]["dead_letters"]["backend"], "postgres");
+    assert_eq!(
+        config["services"]["hub-client"]["settings"]["hub_url"],
+        "http://hub-sim:8019"
+    );
+    assert_eq!(
+        config["services"]["ingestion"]["settings"]["objects"]["s3"]["endpoint"],
+        "http://s3:5000"
     );
 }
 

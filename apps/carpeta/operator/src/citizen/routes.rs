@@ -1,6 +1,7 @@
 //! citizen's API (routed by the gateway under `/citizens`).
 
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use axum::Json;
 use axum::extract::{Path, Query, State as Extract};
@@ -93,7 +94,7 @@ async fn register(
             ),
         )
         .json(&json!({"id": id, "name": name, "address": address, "email": email}));
-    let response = request.send().await.map_err(|e| {
+    let response = request.send_traced().await.map_err(|e| {
         ApiError::new(
             ErrorCode::Unavailable,
             format!("hub-client unreachable: {e}"),

@@ -2,6 +2,7 @@
 //! 501 is a business answer, bodies may be a JSON string, any JSON value or plain text.
 
 use std::time::{Duration, Instant};
+use telar_kit::SendTraced;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -96,7 +97,7 @@ impl Wire {
         }
         let started = Instant::now();
         let timeout_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
-        let response = request.send().await.map_err(|e| {
+        let response = request.send_traced().await.map_err(|e| {
             if e.is_timeout() {
                 WireError::Timeout(timeout_ms)
             } else {

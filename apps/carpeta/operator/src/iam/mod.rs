@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -112,7 +113,7 @@ impl Authorizer {
             .await
             .map_err(unavailable)?
             .json(&question)
-            .send()
+            .send_traced()
             .await
             .map_err(|e| unavailable(format!("iam unreachable: {e}")))?;
         if !response.status().is_success() {

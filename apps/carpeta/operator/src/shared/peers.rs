@@ -2,6 +2,7 @@
 //! API errors the caller can return as they are.
 
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -34,7 +35,7 @@ pub async fn get_json(client: &ServiceClient, what: &str, path: &str) -> Result<
         .request(http::Method::GET, path)
         .await
         .map_err(|e| unavailable(what, e))?
-        .send()
+        .send_traced()
         .await
         .map_err(|e| unavailable(what, e))?;
     match response.status().as_u16() {

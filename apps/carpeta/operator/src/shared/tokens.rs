@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use telar_kit::SendTraced;
 
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -64,7 +65,7 @@ impl TokenSource {
                 form_encode(&self.inner.client_id),
                 form_encode(&self.inner.client_secret)
             ))
-            .send()
+            .send_traced()
             .await
             .map_err(|e| format!("identity service unreachable: {e}"))?;
         if !response.status().is_success() {

@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use telar_auth::Authenticated;
+use telar_kit::SendTraced;
 use telar_kit::{ApiError, OpenApiRouter, Payload, routes};
 use telar_types::ErrorCode;
 use utoipa::ToSchema;
@@ -116,7 +117,7 @@ async fn sign(
         .map_err(|e| ApiError::new(ErrorCode::Unavailable, e))?
         .header("idempotency-key", format!("authenticate-{}", document.id))
         .json(&json!({"citizen_id": document.owner, "url": url, "title": document.title}))
-        .send()
+        .send_traced()
         .await
         .map_err(|e| {
             ApiError::new(

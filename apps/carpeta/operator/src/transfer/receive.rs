@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -29,7 +30,7 @@ async fn confirm(deps: &Deps, ctx: &StepContext, accepted: bool) -> Result<(), S
         .peers
         .post(&incoming.confirm_url)
         .json(&confirm_body(incoming.id, accepted))
-        .send()
+        .send_traced()
         .await
         .map_err(|e| {
             StepError::transient(format!("the origin's confirm URL did not answer: {e}"))
@@ -193,7 +194,7 @@ async fn store_one(deps: &Deps, owner: &str, title: &str, url: &str) -> Result<S
     let response = deps
         .peers
         .get(url)
-        .send()
+        .send_traced()
         .await
         .map_err(|e| StepError::transient(format!("downloading `{title}`: {e}")))?;
     let status = response.status().as_u16();
@@ -238,7 +239,7 @@ async fn store_one(deps: &Deps, owner: &str, title: &str, url: &str) -> Result<S
         .put(ticket["upload"]["url"].as_str().unwrap_or_default())
         .header(http::header::CONTENT_TYPE, content_type)
         .body(bytes.clone())
-        .send()
+        .send_traced()
         .await
         .map_err(|e| StepError::transient(format!("storing `{title}`: {e}")))?;
     if !put.status().is_success() {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use serde_json::{Value, json};
 use telar_saga::{RetryPolicy, Saga, Step, StepContext, StepError};
@@ -126,9 +127,15 @@ pub(crate) fn saga(deps: Arc<Deps>) -> Saga {
                 &deps.confirm_url(),
             );
             let url = ctx.input["transfer_url"].as_str().unwrap_or_default();
-            let response = deps.peers.post(url).json(&body).send().await.map_err(|e| {
-                StepError::transient(format!("the destination did not answer: {e}"))
-            })?;
+            let response = deps
+                .peers
+                .post(url)
+                .json(&body)
+                .send_traced()
+                .await
+                .map_err(|e| {
+                    StepError::transient(format!("the destination did not answer: {e}"))
+                })?;
             let status = response.status().as_u16();
             tracing::info!(
                 citizen = mask_id(&citizen.to_string()),

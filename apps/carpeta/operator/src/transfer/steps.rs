@@ -2,6 +2,7 @@
 //! transfer row, events.
 
 use std::time::Duration;
+use telar_kit::SendTraced;
 
 use serde_json::{Value, json};
 use telar_saga::{StepContext, StepError};
@@ -29,7 +30,7 @@ pub(crate) async fn call(
         request = request.json(&body);
     }
     let response = request
-        .send()
+        .send_traced()
         .await
         .map_err(|e| StepError::transient(format!("{path}: {e}")))?;
     let status = response.status().as_u16();

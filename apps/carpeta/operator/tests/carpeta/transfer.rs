@@ -123,19 +123,23 @@ async fn check_holds(
         },
     )
     .await;
-    let (status, citizen) = call(
-        world,
-        reqwest::Method::GET,
-        holder.citizen.url(&format!("/citizens/{ID}")),
-        &token,
-        None,
+    // The receiving saga registers at the hub, then marks the citizen registered here.
+    eventually(
+        Duration::from_secs(30),
+        "the holder to have the citizen registered",
+        || async {
+            let (status, citizen) = call(
+                world,
+                reqwest::Method::GET,
+                holder.citizen.url(&format!("/citizens/{ID}")),
+                &token,
+                None,
+            )
+            .await;
+            (status == 200 && citizen["status"] == "registered").then_some(())
+        },
     )
     .await;
-    assert_eq!(
-        (status, &citizen["status"]),
-        (200, &json!("registered")),
-        "{citizen}"
-    );
     assert_eq!(
         documents(world, holder).await,
         expected,
