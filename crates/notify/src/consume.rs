@@ -26,24 +26,57 @@ pub(crate) struct Notifier {
     pub topics: Vec<TopicPattern>,
     pub webhooks: Vec<(crate::config::WebhookTarget, Vec<TopicPattern>)>,
     pub http: reqwest::Client,
+    /// Opens encrypted fields of an event's data before it is rendered (set by the system).
+    pub unseal: std::sync::OnceLock<Arc<dyn Unseal>>,
 }
+
+/// Opens the encrypted (crypto-shredded) fields of an event's data in place, so templates and
+/// the recipient see the plain values; fields whose key was forgotten read as `[redacted]`. A
+/// system that seals personal data in its events gives the notification service one.
+pub trait Unseal: Send + Sync + 'static {
+    fn unseal<'a>(
+        &'a self,
+        data: &'a mut serde_json::Value,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>>;
+}
+
+/// What a crypto-shredded field reads as (`telar_store::REDACTED`).
+const REDACTED: &str = "[redacted]";
 
 fn recipient(envelope: &Envelope) -> Option<String> {
     let data = envelope.data.as_ref()?;
     ["email", "recipient"]
         .iter()
         .find_map(|key| data.get(key).and_then(|v| v.as_str()))
-        .filter(|address| !address.is_empty())
+        .filter(|address| !address.is_empty() && *address != REDACTED)
         .map(str::to_owned)
+}
+
+/// `luis@correo.co` → `l***@correo.co`: enough to recognise, not enough to contact.
+fn mask_address(address: &str) -> String {
+    match address.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_owned(),
+    }
 }
 
 impl Notifier {
     async fn handle(&self, delivery: Delivery) -> Outcome {
-        let envelope = &delivery.envelope;
-        if !self.topics.iter().any(|p| p.matches(&envelope.ty)) {
+        if !self.topics.iter().any(|p| p.matches(&delivery.envelope.ty)) {
             return Outcome::Ack;
         }
-        let (id, ty, attempt) = (envelope.id.as_str(), envelope.ty.as_str(), delivery.attempt);
+        let attempt = delivery.attempt;
+        let mut opened = delivery.envelope;
+        if let (Some(unseal), Some(data)) = (self.unseal.get(), opened.data.as_mut())
+            && let Err(error) = unseal.unseal(data).await
+        {
+            return Outcome::retry(format!("opening encrypted fields: {error}"));
+        }
+        let envelope = &opened;
+        let (id, ty) = (envelope.id.as_str(), envelope.ty.as_str());
         let mut failures = Vec::new();
         let record =
             |channel: &'static str, target: String, status: &'static str, detail: String| {
@@ -58,17 +91,19 @@ impl Notifier {
                 }
             };
         match recipient(envelope) {
-            Some(to) => match self.log.sent(id, "email", &to).await {
+            // The log keeps the address masked: it outlives the person's data (a citizen who
+            // left the operator), and one recipient per event is enough to tell deliveries apart.
+            Some(to) => match self.log.sent(id, "email", &mask_address(&to)).await {
                 Ok(true) => {}
                 Ok(false) => match self.templates.email(envelope) {
                     Err(error) => {
-                        record("email", to, "failed", error.clone()).await;
+                        record("email", mask_address(&to), "failed", error.clone()).await;
                         return Outcome::Reject { reason: error };
                     }
                     Ok(message) => match self.email.send(&to, &message, id).await {
-                        Ok(detail) => record("email", to, "sent", detail).await,
+                        Ok(detail) => record("email", mask_address(&to), "sent", detail).await,
                         Err(error) => {
-                            record("email", to, "failed", error.clone()).await;
+                            record("email", mask_address(&to), "failed", error.clone()).await;
                             failures.push(error);
                         }
                     },

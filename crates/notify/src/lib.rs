@@ -24,7 +24,7 @@ use telar_types::ErrorCode;
 
 pub use channels::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign_webhook, verify_webhook};
 pub use config::{EmailConfig, EmailMode, NotifyConfig, WebhookTarget};
-pub use consume::GROUP;
+pub use consume::{GROUP, Unseal};
 pub use deliveries::{Delivery, DeliveryFilter, DeliveryLog};
 pub use templates::{Rendered, Templates};
 
@@ -57,6 +57,12 @@ impl Notification {
     /// Starts consuming from `bus`.
     pub async fn subscribe(&self, bus: &Bus) -> Result<Subscription, NotifyError> {
         Ok(consume::subscribe(bus, self.notifier.clone(), &self.config).await?)
+    }
+
+    /// Opens encrypted fields of events before they are rendered (set once, before
+    /// `subscribe`).
+    pub fn unseal_with(&self, unseal: Arc<dyn Unseal>) {
+        let _ = self.notifier.unseal.set(unseal);
     }
 
     pub fn deliveries(&self) -> &DeliveryLog {
@@ -99,6 +105,7 @@ pub async fn build(
         topics: patterns(&config.topics, "topics")?,
         webhooks,
         http,
+        unseal: std::sync::OnceLock::new(),
     });
     let templates_ready = ReadyCheck::new("templates", move || {
         let problems = problems.clone();

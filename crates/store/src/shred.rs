@@ -147,6 +147,12 @@ impl Shredder {
         Ok(deleted)
     }
 
+    /// `subject`'s newest key and its id (created on first use): to seal with
+    /// [`seal_fields`] inside a transaction that must not wait on this one's writes.
+    pub async fn subject_key(&self, subject: &str) -> Result<(String, [u8; 32])> {
+        self.current_key(subject).await
+    }
+
     async fn current_key(&self, subject: &str) -> Result<(String, [u8; 32])> {
         let row = query(
             "SELECT key_id, wrapped FROM es_keys WHERE subject = $1 ORDER BY created_at DESC, key_id DESC LIMIT 1",

@@ -2,7 +2,7 @@
 //! token verifier, the services' own token source and its URLs resolved (`service://NAME`).
 
 use anyhow::bail;
-use telar_carpeta::shared::{App, TokenSource};
+use telar_carpeta::shared::{App, PiiKeys, ServiceClient, TokenSource};
 use telar_carpeta::{
     citizen, hub, iam, ingestion, metadata, read_models, sharing, signature, transfer,
 };
@@ -171,11 +171,19 @@ pub async fn build(
             cx.built(app, data)?
         }
         read_models::NAME => {
-            let config = services.read_models.settings.clone();
+            let mut config = services.read_models.settings.clone();
+            cx.url(&mut config.citizen_url, "citizen_url")?;
             let db = cx.db().await?;
             let data = db.location().to_owned();
-            let app =
-                read_models::build(db, cx.bus().await?, config, cx.verifier()?, cx.kit()).await;
+            let app = read_models::build(
+                db,
+                cx.bus().await?,
+                config,
+                cx.verifier()?,
+                cx.tokens()?,
+                cx.kit(),
+            )
+            .await;
             cx.built(app, data)?
         }
         signature::NAME => {
@@ -237,4 +245,38 @@ pub async fn build(
         _ => return Ok(None),
     };
     Ok(Some(built))
+}
+
+/// Opens the sealed personal fields of Carpeta's events for the notification service (keys
+/// from the citizen service). `None` without the services' client secret (no Carpeta here).
+pub(super) fn notification_unseal(
+    settings: &Settings,
+) -> anyhow::Result<Option<std::sync::Arc<dyn telar_notify::Unseal>>> {
+    if settings.carpeta.auth.client_secret.is_empty() {
+        return Ok(None);
+    }
+    let cx = Ctx {
+        name: telar_notify::NAME,
+        settings,
+        bus: &SharedBus::default(),
+    };
+    let mut citizen_url = "service://citizen".to_owned();
+    cx.url(&mut citizen_url, "citizen_url")?;
+    let keys = PiiKeys::new(ServiceClient::new(
+        &citizen_url,
+        std::time::Duration::from_secs(10),
+        cx.tokens()?,
+    ));
+    Ok(Some(std::sync::Arc::new(Unsealer(keys))))
+}
+
+struct Unsealer(PiiKeys);
+
+impl telar_notify::Unseal for Unsealer {
+    fn unseal<'a>(
+        &'a self,
+        data: &'a mut serde_json::Value,
+    ) -> futures::future::BoxFuture<'a, Result<(), String>> {
+        Box::pin(self.0.open(data))
+    }
 }

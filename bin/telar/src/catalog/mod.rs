@@ -180,6 +180,9 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             )
             .await
             .with_context(|| format!("preparing {name}"))?;
+            if let Some(unseal) = carpeta::notification_unseal(settings)? {
+                notification.unseal_with(unseal);
+            }
             let subscription = notification
                 .subscribe(bus.get(settings).await?)
                 .await

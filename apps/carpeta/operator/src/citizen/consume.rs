@@ -39,6 +39,8 @@ async fn settle(state: &State, delivery: &Delivery) -> Result<(), String> {
     let Some(id) = envelope.subject.as_deref().filter(|_| relevant) else {
         return Ok(());
     };
+    // Before the transaction: a first key is written through its own connection.
+    let key = state.pii.key_for(id).await?;
     let mut tx = state.citizens.db.begin().await.map_err(|e| e.to_string())?;
     if !Inbox::first_time(&mut tx, GROUP, &envelope.id)
         .await
@@ -69,7 +71,7 @@ async fn settle(state: &State, delivery: &Delivery) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let outgoing = if registered {
-        super::registered_event(&citizen)
+        super::registered_event(&citizen, &key)?
     } else {
         let reason = if is_duplicate(message) {
             "the hub already has this citizen with another operator".to_owned()

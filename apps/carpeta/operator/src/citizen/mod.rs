@@ -4,6 +4,7 @@
 //! `pending_hub` and settled when hub-client reports the queued call's outcome.
 
 mod consume;
+pub mod pii;
 mod routes;
 mod store;
 
@@ -28,6 +29,9 @@ pub struct CitizenConfig {
     /// hub-client's base URL (`service://hub-client` in `telar up`).
     pub hub_client_url: String,
     pub timeout_ms: u64,
+    /// Wraps the per-citizen keys that seal personal fields in events (base64 of 32 bytes).
+    /// Empty: generated at first start and kept in the citizen database (embedded mode).
+    pub pii_master_key: String,
 }
 
 impl Default for CitizenConfig {
@@ -35,17 +39,22 @@ impl Default for CitizenConfig {
         CitizenConfig {
             hub_client_url: "service://hub-client".into(),
             timeout_ms: 15_000,
+            pii_master_key: String::new(),
         }
     }
 }
 
-/// `carpeta.citizen.registered`, with what the notification and the read models need.
-pub(crate) fn registered_event(citizen: &Citizen) -> telar_types::Envelope {
-    crate::shared::event(
+/// `carpeta.citizen.registered`, with what the notification and the read models need, its
+/// personal fields sealed with the citizen's `key`.
+pub(crate) fn registered_event(
+    citizen: &Citizen,
+    key: &pii::PiiKey,
+) -> Result<telar_types::Envelope, String> {
+    key.seal(crate::shared::event(
         crate::domain::events::CITIZEN_REGISTERED,
         &citizen.id,
         serde_json::json!({"id": citizen.id, "email": citizen.email, "name": citizen.name}),
-    )
+    ))
 }
 
 #[derive(Clone)]
@@ -53,6 +62,7 @@ pub(crate) struct State {
     pub citizens: store::Citizens,
     pub outbox: Outbox,
     pub hub: ServiceClient,
+    pub pii: pii::PiiVault,
 }
 
 pub async fn build(
@@ -67,7 +77,9 @@ pub async fn build(
         .await
         .map_err(|e| e.to_string())?;
     let outbox = Outbox::new();
+    let pii = pii::PiiVault::open(&db, &config.pii_master_key).await?;
     let state = State {
+        pii,
         citizens: store::Citizens { db: db.clone() },
         outbox: outbox.clone(),
         hub: ServiceClient::new(
@@ -76,7 +88,13 @@ pub async fn build(
             tokens,
         ),
     };
-    let service = crate::shared::service(NAME, kit, verifier, routes::router(state.clone()), &db);
+    let service = crate::shared::service(
+        NAME,
+        kit,
+        verifier,
+        routes::router(state.clone()).merge(pii::router(state.clone())),
+        &db,
+    );
     let subscription = consume::subscribe(&bus, state)
         .await
         .map_err(|e| e.to_string())?;

@@ -136,6 +136,8 @@ async fn register(
         created_at: now.clone(),
         updated_at: now,
     };
+    // Before the transaction: a first key is written through its own connection.
+    let key = state.pii.key_for(&id).await.map_err(ApiError::internal)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
     let stored = if previous.is_some() {
         state.citizens.update(&mut tx, &citizen).await
@@ -153,7 +155,7 @@ async fn register(
         Err(error) => return Err(storage(error)),
     }
     if hub_call.is_none() {
-        let registered = super::registered_event(&citizen);
+        let registered = super::registered_event(&citizen, &key).map_err(ApiError::internal)?;
         state
             .outbox
             .append(&mut tx, &registered)
@@ -263,6 +265,7 @@ async fn update(
     if let Some(email) = &email {
         validate_email(email).map_err(|reason| ApiError::invalid("email", reason))?;
     }
+    let key = state.pii.key_for(&id).await.map_err(ApiError::internal)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
     let mut citizen = state
         .citizens
@@ -292,11 +295,13 @@ async fn update(
         .update(&mut tx, &citizen)
         .await
         .map_err(storage)?;
-    let updated = event(
-        events::CITIZEN_UPDATED,
-        &id,
-        json!({"id": id, "changed": changed, "email": citizen.email, "name": citizen.name}),
-    );
+    let updated = key
+        .seal(event(
+            events::CITIZEN_UPDATED,
+            &id,
+            json!({"id": id, "changed": changed, "email": citizen.email, "name": citizen.name}),
+        ))
+        .map_err(ApiError::internal)?;
     state
         .outbox
         .append(&mut tx, &updated)
@@ -406,6 +411,7 @@ async fn set_status(
             format!("must be one of {}", STATUSES.join(", ")),
         ));
     }
+    let key = state.pii.key_for(&id).await.map_err(ApiError::internal)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
     let mut citizen = state
         .citizens
@@ -425,7 +431,7 @@ async fn set_status(
         .await
         .map_err(storage)?;
     if citizen.status == "registered" {
-        let registered = super::registered_event(&citizen);
+        let registered = super::registered_event(&citizen, &key).map_err(ApiError::internal)?;
         state
             .outbox
             .append(&mut tx, &registered)
@@ -436,8 +442,9 @@ async fn set_status(
     Ok(Json(citizen))
 }
 
-/// Removes a citizen who left for another operator (the transfer service only) and publishes
-/// `carpeta.citizen.transferred`, on which the other services forget them. Absent: 204 too.
+/// Removes a citizen who left for another operator (the transfer service only), publishes
+/// `carpeta.citizen.transferred`, on which the other services forget them, and deletes their
+/// keys (crypto-shredding their events). Absent: 204 too.
 #[utoipa::path(delete, path = "/citizens/{id}", tag = "citizen", params(("id" = String, Path)),
     responses((status = 204), (status = 403, body = telar_kit::Problem)))]
 async fn remove(
@@ -452,13 +459,22 @@ async fn remove(
         .get_in(&mut tx, &id)
         .await
         .map_err(storage)?
-        .is_none()
+        .is_some()
     {
-        return Ok(StatusCode::NO_CONTENT);
+        state.citizens.delete(&mut tx, &id).await.map_err(storage)?;
+        let gone = event(events::CITIZEN_TRANSFERRED, &id, json!({"id": id}));
+        state.outbox.append(&mut tx, &gone).await.map_err(storage)?;
+        state.outbox.commit(tx).await.map_err(storage)?;
+    } else {
+        drop(tx);
     }
-    state.citizens.delete(&mut tx, &id).await.map_err(storage)?;
-    let gone = event(events::CITIZEN_TRANSFERRED, &id, json!({"id": id}));
-    state.outbox.append(&mut tx, &gone).await.map_err(storage)?;
-    state.outbox.commit(tx).await.map_err(storage)?;
+    // After the row is gone (and again on a retry, when it already was): their keys go, and
+    // every stored copy of their events keeps only ciphertext.
+    let forgotten = state.pii.forget(&id).await.map_err(ApiError::internal)?;
+    tracing::info!(
+        citizen = mask_id(&id),
+        keys = forgotten,
+        "citizen removed, personal data in events shredded"
+    );
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,23 +13,42 @@ use telar_sql::Db;
 pub use views::{FolderDocument, FolderView, TransferView};
 
 use crate::domain::CitizenId;
-use crate::shared::{App, may_act_for};
+use crate::shared::{App, PiiKeys, ServiceClient, TokenSource, may_act_for};
 
 pub const NAME: &str = "read-models";
 pub const GROUP: &str = "read-models";
 
-/// `[services.read-models.settings]` (nothing to set yet).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `[services.read-models.settings]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ReadModelsConfig {}
+pub struct ReadModelsConfig {
+    /// The citizen service, which hands out the keys of sealed personal fields.
+    pub citizen_url: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for ReadModelsConfig {
+    fn default() -> Self {
+        ReadModelsConfig {
+            citizen_url: "service://citizen".into(),
+            timeout_ms: 10_000,
+        }
+    }
+}
 
 pub async fn build(
     db: Db,
     bus: Bus,
-    _config: ReadModelsConfig,
+    config: ReadModelsConfig,
     verifier: Verifier,
+    tokens: TokenSource,
     kit: KitConfig,
 ) -> Result<App, String> {
+    let pii = PiiKeys::new(ServiceClient::new(
+        &config.citizen_url,
+        std::time::Duration::from_millis(config.timeout_ms),
+        tokens,
+    ));
     db.migrate(&[views::MIGRATION, Inbox::MIGRATION])
         .await
         .map_err(|e| e.to_string())?;
@@ -41,8 +60,9 @@ pub async fn build(
             SubscribeOptions::group(GROUP),
             move |delivery: Delivery| {
                 let views = consumer.clone();
+                let pii = pii.clone();
                 async move {
-                    match apply(&views, &delivery).await {
+                    match apply(&views, &pii, delivery).await {
                         Ok(()) => Outcome::Ack,
                         Err(error) => Outcome::retry(error),
                     }
@@ -59,11 +79,17 @@ pub async fn build(
     Ok(App::new(service).subscription(subscription))
 }
 
-async fn apply(views: &views::Views, delivery: &Delivery) -> Result<(), String> {
-    let envelope = &delivery.envelope;
+async fn apply(views: &views::Views, pii: &PiiKeys, delivery: Delivery) -> Result<(), String> {
+    let mut envelope = delivery.envelope;
     if !views::Views::handles(&envelope.ty) {
         return Ok(());
     }
+    // Sealed personal fields (a citizen's name) opened before the transaction; a citizen who
+    // left reads as `[redacted]`.
+    if let Some(data) = envelope.data.as_mut() {
+        pii.open(data).await?;
+    }
+    let envelope = &envelope;
     let mut tx = views.db.begin().await.map_err(|e| e.to_string())?;
     if !Inbox::first_time(&mut tx, GROUP, &envelope.id)
         .await

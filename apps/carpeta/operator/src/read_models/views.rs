@@ -108,6 +108,11 @@ impl Views {
             }
             events::CITIZEN_TRANSFERRED => {
                 citizen_status("transferred").execute(&mut *tx).await?;
+                // Gone to another operator: their name is not kept here either.
+                query("UPDATE rm_citizens SET name = '' WHERE id = $1")
+                    .bind(subject.clone())
+                    .execute(&mut *tx)
+                    .await?;
                 query("DELETE FROM rm_documents WHERE owner = $1")
                     .bind(subject.clone())
                     .execute(&mut *tx)

@@ -3,6 +3,7 @@
 
 mod app;
 pub mod peers;
+mod pii_keys;
 mod tokens;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +14,7 @@ use telar_kit::ApiError;
 use telar_types::ErrorCode;
 
 pub use app::{App, Stop, Task};
+pub use pii_keys::PiiKeys;
 pub use tokens::{ServiceClient, TokenSource};
 
 pub(crate) fn now_ms() -> i64 {

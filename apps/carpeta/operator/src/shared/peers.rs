@@ -64,14 +64,18 @@ pub async fn download_url(ingestion: &ServiceClient, id: &str) -> Result<String,
         .ok_or_else(|| unavailable("ingestion", "no url"))
 }
 
-/// A citizen's name and email from the citizen service (for notifications).
-pub async fn citizen_contact(
+/// A citizen's name and email from the citizen service, sealed with the citizen's key (for
+/// events that notify them: only readers with the key see them, and never after the citizen
+/// left).
+pub async fn sealed_contact(
     citizens: &ServiceClient,
     id: &str,
-) -> Result<(String, String), ApiError> {
-    let value = get_json(citizens, "citizen", &format!("/citizens/{id}")).await?;
-    Ok((
-        value["name"].as_str().unwrap_or_default().to_owned(),
-        value["email"].as_str().unwrap_or_default().to_owned(),
-    ))
+) -> Result<(Value, Value), ApiError> {
+    let value = get_json(
+        citizens,
+        "citizen",
+        &format!("/citizens/{id}/sealed-contact"),
+    )
+    .await?;
+    Ok((value["name"].clone(), value["email"].clone()))
 }

@@ -113,7 +113,7 @@ pub(crate) async fn authenticated_event(
     title: &str,
     sha256: &str,
 ) -> Result<telar_types::Envelope, telar_kit::ApiError> {
-    let (name, email) = peers::citizen_contact(&state.citizens, owner).await?;
+    let (name, email) = peers::sealed_contact(&state.citizens, owner).await?;
     Ok(event(
         events::DOCUMENT_AUTHENTICATED,
         owner,

@@ -64,11 +64,13 @@ pub async fn docs() -> Docs {
     .unwrap();
     let metadata = world.run(app).await;
     let db = world.db("read-models").await;
+    let tokens = world.tokens().await;
     let app = telar_carpeta::read_models::build(
         db,
         world.bus.clone(),
         Default::default(),
         world.verifier(),
+        tokens,
         KitConfig::default(),
     )
     .await

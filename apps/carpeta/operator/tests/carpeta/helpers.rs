@@ -221,3 +221,60 @@ pub fn metric(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .filter(|line| labels.iter().all(|label| line.contains(label)))
         .find_map(|line| line.rsplit_once(' ').and_then(|(_, v)| v.parse().ok()))
 }
+
+/// Opens the sealed personal fields of an event's `data` with keys from `citizen` (as
+/// read-models and notification do); a field whose key is forgotten reads `[redacted]`.
+pub async fn open_pii(world: &World, citizen: &Running, mut data: Value) -> Value {
+    use base64::Engine;
+    let mut keys = std::collections::HashMap::new();
+    for kid in telar_store::sealed_key_ids(&data) {
+        let response = world
+            .http
+            .get(citizen.url(&format!("/citizens/pii-keys/{kid}")))
+            .bearer_auth(world.service_token())
+            .send()
+            .await
+            .unwrap();
+        let key = match response.status().as_u16() {
+            200 => {
+                let body: Value = response.json().await.unwrap();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(body["key"].as_str().unwrap())
+                    .unwrap();
+                Some(<[u8; 32]>::try_from(bytes.as_slice()).unwrap())
+            }
+            410 => None,
+            other => panic!("key {kid}: {other}"),
+        };
+        keys.insert(kid, key);
+    }
+    telar_store::open_sealed(&mut data, &keys);
+    data
+}
+
+/// Every envelope published on `topic` from now on, as a test-only consumer group sees them.
+pub async fn capture(
+    bus: &Bus,
+    topic: &str,
+    group: &str,
+) -> (
+    telar_bus::Subscription,
+    tokio::sync::mpsc::UnboundedReceiver<telar_types::Envelope>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let subscription = bus
+        .subscribe(
+            topic,
+            telar_bus::SubscribeOptions::group(group),
+            move |d: telar_bus::Delivery| {
+                let tx = tx.clone();
+                async move {
+                    let _ = tx.send(d.envelope);
+                    telar_bus::Outcome::Ack
+                }
+            },
+        )
+        .await
+        .unwrap();
+    (subscription, rx)
+}

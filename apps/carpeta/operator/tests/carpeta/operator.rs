@@ -142,9 +142,20 @@ pub async fn named_operator(
     let metadata = world.run(app).await;
 
     let db = world.db("read-models").await;
-    let app = read_models::build(db, bus.clone(), Default::default(), world.verifier(), kit())
-        .await
-        .unwrap();
+    let config = read_models::ReadModelsConfig {
+        citizen_url: citizen.base.clone(),
+        ..Default::default()
+    };
+    let app = read_models::build(
+        db,
+        bus.clone(),
+        config,
+        world.verifier(),
+        tokens.clone(),
+        kit(),
+    )
+    .await
+    .unwrap();
     let read_models = world.run(app).await;
 
     let db = world.db("signature").await;

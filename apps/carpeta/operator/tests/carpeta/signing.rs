@@ -26,22 +26,8 @@ async fn a_signed_document_is_authenticated_at_the_hub_by_link_and_verifiable() 
         &bytes,
     )
     .await;
-    let (tx, mut published) = tokio::sync::mpsc::unbounded_channel();
-    let events = world
-        .bus
-        .subscribe(
-            "carpeta.document.authenticated",
-            telar_bus::SubscribeOptions::group("test"),
-            move |d: telar_bus::Delivery| {
-                let tx = tx.clone();
-                async move {
-                    let _ = tx.send(d.envelope);
-                    telar_bus::Outcome::Ack
-                }
-            },
-        )
-        .await
-        .unwrap();
+    let (events, mut published) =
+        crate::helpers::capture(&world.bus, "carpeta.document.authenticated", "test").await;
 
     let luis = world.token("1099999999", &["ciudadano"]);
     let (status, _) = call(
@@ -100,9 +86,15 @@ async fn a_signed_document_is_authenticated_at_the_hub_by_link_and_verifiable() 
         .unwrap();
     events.stop().await;
     let data = event.data.unwrap();
+    assert_eq!(data["id"].as_str(), Some(id.as_str()));
+    assert!(
+        data["email"]["$enc"].is_string() && data["name"]["$enc"].is_string(),
+        "the citizen's contact travels sealed: {data}"
+    );
+    let opened = crate::helpers::open_pii(&world, &op.citizen, data).await;
     assert_eq!(
-        (data["id"].as_str(), data["email"].as_str()),
-        (Some(id.as_str()), Some("ana@correo.co"))
+        (opened["email"].as_str(), opened["name"].as_str()),
+        (Some("ana@correo.co"), Some("Ana Pérez"))
     );
 
     let signature = receipt["signature"].as_str().unwrap();

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::documents::upload_to;
-use crate::helpers::{World, eventually};
+use crate::helpers::{World, eventually, open_pii};
 use crate::operator::{Operator, another_bus, call, named_operator, register};
 
 const ID: &str = "1032456789";
@@ -227,7 +227,23 @@ async fn a_citizen_with_three_documents_moves_from_a_to_b_and_back() {
         c.unregister_before_send = true
     })
     .await;
+    // A's bus log keeps what A published about Ana: sealed with her key at A.
+    let (registered, mut published) =
+        crate::helpers::capture(&world.bus, "carpeta.citizen.registered", "test-pii").await;
     register(&world, &a, ID, "Ana Pérez", "ana@correo.co").await;
+    let at_a = tokio::time::timeout(Duration::from_secs(10), published.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    registered.stop().await;
+    assert!(at_a["email"]["$enc"].is_string(), "sealed: {at_a}");
+    let opened = open_pii(&world, &a.citizen, at_a.clone()).await;
+    assert_eq!(
+        (opened["name"].as_str(), opened["email"].as_str()),
+        (Some("Ana Pérez"), Some("ana@correo.co"))
+    );
     let ana = world.token(ID, &["ciudadano"]);
     for (title, body) in [
         ("Diploma de bachiller", "diploma"),
@@ -265,6 +281,13 @@ async fn a_citizen_with_three_documents_moves_from_a_to_b_and_back() {
     let ended = transfer(&world, &a, &to_b).await;
     assert_eq!(ended["status"], "completed", "{ended}");
     check_holds(&world, &b, "Operador B", &a, &expected).await;
+    // Crypto-shredded at A: the same stored event no longer opens.
+    let shredded = open_pii(&world, &a.citizen, at_a.clone()).await;
+    assert_eq!(
+        (shredded["name"].as_str(), shredded["email"].as_str()),
+        (Some("[redacted]"), Some("[redacted]")),
+        "A forgot Ana's keys when she left"
+    );
     // B's side of the same transfer.
     eventually(
         Duration::from_secs(30),
