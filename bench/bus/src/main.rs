@@ -24,6 +24,10 @@ use telar_sql::Synchronous;
 use telar_types::Envelope;
 use tokio::sync::Notify;
 
+/// The allocator the `telar` binary runs the bus with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PUBLISHERS: usize = 256;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -21,7 +21,7 @@ pub(crate) async fn run_handler(
     let span = tracing::info_span!(
         "consume",
         otel.kind = "consumer",
-        otel.name = format!("{} process", delivery.envelope.ty),
+        otel.name = tracing::field::Empty,
         messaging.destination.name = delivery.envelope.ty.as_str(),
         messaging.consumer.group.name = delivery.group.as_str(),
         messaging.message.id = delivery.envelope.id.as_str(),
@@ -34,7 +34,14 @@ pub(crate) async fn run_handler(
         .as_deref()
         .and_then(TraceParent::parse);
     let hop = telar_telemetry::hop(&span, incoming.as_ref());
-    span.record("trace_id", hop.trace_id_hex().as_str());
+    // Formatted only for a span someone records (no subscriber, or filtered out: nothing).
+    if !span.is_disabled() {
+        span.record(
+            "otel.name",
+            format!("{} process", delivery.envelope.ty).as_str(),
+        );
+        span.record("trace_id", hop.trace_id_hex().as_str());
+    }
     let run = AssertUnwindSafe(telar_telemetry::in_trace(
         hop,
         handler.handle(delivery).instrument(span),
@@ -50,18 +57,61 @@ pub(crate) async fn run_handler(
     }
 }
 
+/// One topic's consumer metrics in one group (handles resolved once, not per message).
+struct TopicMetrics {
+    duration: metrics::Histogram,
+    consumed: metrics::Counter,
+    retried: metrics::Counter,
+    dead: metrics::Counter,
+}
+
+type MetricsCache =
+    std::collections::HashMap<String, std::collections::HashMap<String, TopicMetrics>>;
+
+static METRICS: std::sync::Mutex<Option<MetricsCache>> = std::sync::Mutex::new(None);
+
 /// `queue_processing_duration`, and `queue_message_consumed` or `queue_message_failed`
-/// (`outcome`: retry or dead).
-pub(crate) fn observe(topic: String, group: &str, outcome: &'static str, started: Instant) {
-    let group = group.to_owned();
-    metrics::histogram!("queue_processing_duration", "topic" => topic.clone(), "group" => group.clone())
-        .record(started.elapsed().as_secs_f64());
-    if outcome == "ack" {
-        metrics::counter!("queue_message_consumed", "topic" => topic, "group" => group)
-            .increment(1);
-    } else {
-        metrics::counter!("queue_message_failed", "topic" => topic, "group" => group, "outcome" => outcome)
-            .increment(1);
+/// (`outcome`: retry or dead). Looked up by `&str` in a process-wide cache: no label strings
+/// are built per message.
+pub(crate) fn observe(topic: &str, group: &str, outcome: &'static str, started: Instant) {
+    let elapsed = started.elapsed().as_secs_f64();
+    let Ok(mut cache) = METRICS.lock() else {
+        return;
+    };
+    let groups = cache.get_or_insert_with(Default::default);
+    if !groups.contains_key(group) {
+        groups.insert(group.to_owned(), Default::default());
+    }
+    let Some(topics) = groups.get_mut(group) else {
+        return;
+    };
+    if !topics.contains_key(topic) {
+        let labels = |outcome: Option<&'static str>| {
+            let mut labels = vec![
+                metrics::Label::new("topic", topic.to_owned()),
+                metrics::Label::new("group", group.to_owned()),
+            ];
+            labels.extend(outcome.map(|o| metrics::Label::new("outcome", o)));
+            labels
+        };
+        topics.insert(
+            topic.to_owned(),
+            TopicMetrics {
+                duration: metrics::histogram!("queue_processing_duration", labels(None)),
+                consumed: metrics::counter!("queue_message_consumed", labels(None)),
+                retried: metrics::counter!("queue_message_failed", labels(Some("retry"))),
+                dead: metrics::counter!("queue_message_failed", labels(Some("dead"))),
+            },
+        );
+    }
+    let Some(handles) = topics.get(topic) else {
+        return;
+    };
+    handles.duration.record(elapsed);
+    match outcome {
+        "ack" => handles.consumed.increment(1),
+        "retry" => handles.retried.increment(1),
+        _ => handles.dead.increment(1),
     }
 }
 

@@ -105,9 +105,7 @@ impl Envelope {
 
     /// Parses and validates a structured-mode JSON envelope.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EnvelopeError> {
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Json(e.to_string()))?;
-        Self::from_value(value)
+        crate::envelope_json::parse(bytes)
     }
 
     /// Validates a JSON value as an envelope.
@@ -169,8 +167,16 @@ impl Envelope {
 
     /// The structured-mode JSON bytes of this envelope.
     pub fn to_json(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.write_json(&mut bytes);
+        bytes
+    }
+
+    /// Appends the structured-mode JSON bytes of this envelope to `buffer` (reuse one buffer
+    /// when serializing many).
+    pub fn write_json(&self, buffer: &mut Vec<u8>) {
         // Serializing into memory cannot fail (every key is a string).
-        serde_json::to_vec(self).unwrap_or_default()
+        let _ = serde_json::to_writer(&mut *buffer, self);
     }
 }
 
@@ -242,7 +248,7 @@ fn required(
 
 /// CloudEvents: extension names are lowercase ASCII letters or digits, 20 characters at most
 /// (the spec says SHOULD for the length; we hold producers to it).
-fn is_valid_extension_name(name: &str) -> bool {
+pub(crate) fn is_valid_extension_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 20
         && name
@@ -401,6 +407,51 @@ mod tests {
             parsed.extensions.is_empty(),
             "known extensions are not duplicated"
         );
+    }
+
+    /// The one-pass byte parser and the `Value` path agree on every input: same envelope or
+    /// same error.
+    #[test]
+    fn parsing_bytes_matches_validating_a_value() {
+        let mut inputs: Vec<Value> = spec_examples();
+        for patch in [
+            json!({"specversion": "0.3"}),
+            json!({"specversion": 1}),
+            json!({"time": "yesterday"}),
+            json!({"time": null}),
+            json!({"id": ""}),
+            json!({"id": ["x"]}),
+            json!({"source": 5}),
+            json!({"type": {"a": 1}}),
+            json!({"subject": true}),
+            json!({"traceparent": 1.5}),
+            json!({"Bad-Name": "x"}),
+            json!({"ext1": {"nested": [1, 2]}}),
+            json!({"data_base64": "Zm9v"}),
+            json!({"data": null}),
+            json!({"data": {"é\"": "ñ"}}),
+        ] {
+            let mut example = spec_examples().remove(0);
+            for (key, value) in patch.as_object().into_iter().flatten() {
+                example[key] = value.clone();
+            }
+            inputs.push(example);
+        }
+        for input in inputs {
+            let bytes = serde_json::to_vec(&input).expect("json");
+            assert_eq!(
+                Envelope::from_json(&bytes),
+                Envelope::from_value(input.clone()),
+                "{input}"
+            );
+        }
+        for bad in [&b"[1]"[..], b"\"x\"", b"{\"id\": ", b"{} trailing"] {
+            assert!(
+                matches!(Envelope::from_json(bad), Err(EnvelopeError::Json(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]

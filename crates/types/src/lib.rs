@@ -2,6 +2,7 @@
 //! error classification (`ErrorCode` + `Classify`) that the service kit maps to HTTP once.
 
 mod envelope;
+mod envelope_json;
 mod error;
 mod id;
 

@@ -274,12 +274,7 @@ async fn next_job(context: &Context, permit: OwnedSemaphorePermit) -> Admitted {
             let started = Instant::now();
             let reason = format!("undecodable envelope: {error}");
             bury(context, &incoming, None, &reason).await;
-            observe(
-                "undecodable".into(),
-                &context.options.group,
-                "dead",
-                started,
-            );
+            observe("undecodable", &context.options.group, "dead", started);
             return Admitted::Queued;
         }
     };
@@ -350,7 +345,7 @@ async fn handle(context: &Context, job: Job) {
     };
     let settled = match outcome {
         Outcome::Ack => {
-            observe(topic, &options.group, "ack", started);
+            observe(&topic, &options.group, "ack", started);
             let acked = incoming.acker.ack().await;
             if acked.is_ok()
                 && let Some(recent) = &context.feed.recent
@@ -364,18 +359,18 @@ async fn handle(context: &Context, job: Job) {
             acked
         }
         Outcome::Reject { reason } => {
-            observe(topic, &options.group, "dead", started);
+            observe(&topic, &options.group, "dead", started);
             bury(context, &incoming, subject.as_deref(), &reason).await;
             Ok(())
         }
         Outcome::Retry { reason, after } => {
             if attempt >= options.policy.max_attempts {
-                observe(topic, &options.group, "dead", started);
+                observe(&topic, &options.group, "dead", started);
                 let reason = format!("gave up after {attempt} attempts: {reason}");
                 bury(context, &incoming, subject.as_deref(), &reason).await;
                 Ok(())
             } else {
-                observe(topic, &options.group, "retry", started);
+                observe(&topic, &options.group, "retry", started);
                 let delay = after.unwrap_or_else(|| options.policy.backoff(attempt));
                 match context
                     .store

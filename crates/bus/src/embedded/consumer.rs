@@ -43,10 +43,13 @@ pub(crate) async fn run(
 
         let free = permits.available_permits();
         if free == 0 {
+            // A permit comes back as soon as a delivery's settlement is queued (before it is
+            // committed): the handler slot turns over once per commit, not once per two.
             tokio::select! {
-                _ = in_flight.join_next() => {}
+                permit = permits.acquire() => drop(permit),
                 _ = stop.changed() => {}
             }
+            while in_flight.try_join_next().is_some() {}
             continue;
         }
         let lease_ms = options.lease.as_millis() as i64;
@@ -91,8 +94,7 @@ pub(crate) async fn run(
             let handler = handler.clone();
             let options = options.clone();
             in_flight.spawn(async move {
-                let _permit = permit;
-                deliver(&inner, &options, handler.as_ref(), claim).await;
+                deliver(&inner, &options, handler.as_ref(), claim, permit).await;
             });
         }
         // Reap finished tasks so the set does not grow.
@@ -102,7 +104,17 @@ pub(crate) async fn run(
     while in_flight.join_next().await.is_some() {}
 }
 
-async fn deliver(inner: &Inner, options: &SubscribeOptions, handler: &dyn Handler, claim: Claim) {
+/// Runs the handler on one claimed delivery and settles it. `permit` (the delivery's handler
+/// slot) is released once the settlement is queued: the writer applies settlements before the
+/// claims queued after them, so per-subject order and leases are unchanged, and at most
+/// `max_in_flight` handlers run while at most twice that many deliveries await their commit.
+async fn deliver(
+    inner: &Inner,
+    options: &SubscribeOptions,
+    handler: &dyn Handler,
+    claim: Claim,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     let (settlement, topic, outcome_label) = match Envelope::from_json(&claim.envelope) {
         Err(error) => (
@@ -122,10 +134,10 @@ async fn deliver(inner: &Inner, options: &SubscribeOptions, handler: &dyn Handle
             (settlement, topic, label)
         }
     };
+    observe(&topic, &options.group, outcome_label, started);
     let group = options.group.clone();
-    observe(topic, &group, outcome_label, started);
-    let result = inner
-        .send(|reply| Command::Settle {
+    let queued = inner
+        .enqueue(|reply| Command::Settle {
             group,
             seq: claim.seq,
             token: claim.token,
@@ -133,6 +145,11 @@ async fn deliver(inner: &Inner, options: &SubscribeOptions, handler: &dyn Handle
             reply,
         })
         .await;
+    drop(permit);
+    let result = match queued {
+        Ok(committed) => committed.await,
+        Err(error) => Err(error),
+    };
     if let Err(error) = result {
         // The lease will expire and the message be delivered again.
         tracing::warn!(group = %options.group, seq = claim.seq, %error, "settle failed");

@@ -98,12 +98,21 @@ impl Inner {
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
     ) -> Result<T> {
+        self.enqueue(make).await?.await
+    }
+
+    /// Queues a command for the writer; the returned future resolves when it has been applied
+    /// (committed).
+    pub(crate) async fn enqueue<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T>>) -> Command,
+    ) -> Result<impl std::future::Future<Output = Result<T>>> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(make(reply))
             .await
             .map_err(|_| Error::Closed)?;
-        answer.await.map_err(|_| Error::Closed)?
+        Ok(async move { answer.await.map_err(|_| Error::Closed)? })
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use telar_sql::Synchronous;
 use telar_types::Envelope;
 use tokio::sync::{mpsc, oneshot};
@@ -66,7 +66,19 @@ pub(crate) struct Prepared {
 
 impl Prepared {
     pub(crate) fn new(envelope: Envelope) -> Self {
-        let bytes = Arc::from(envelope.to_json());
+        thread_local! {
+            /// Serialization scratch space, kept at its high-water mark: one copy into the
+            /// shared bytes instead of a growing vector per envelope.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let bytes = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buffer) => {
+                buffer.clear();
+                envelope.write_json(&mut buffer);
+                Arc::<[u8]>::from(&buffer[..])
+            }
+            Err(_) => Arc::from(envelope.to_json()),
+        });
         Prepared {
             id: envelope.id,
             topic: envelope.ty,
@@ -436,27 +448,27 @@ fn publish(
     woken: &mut BTreeSet<String>,
 ) -> Result<()> {
     let now = now_ms();
+    // No RETURNING: SQLite builds an ephemeral table for it on every execution. A duplicate
+    // (same envelope id) changes no row; otherwise the new row's seq is the last rowid.
     let mut insert_message = tx.prepare_cached(
         "INSERT INTO bus_messages (id, topic, subject, envelope, published_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (id) DO NOTHING RETURNING seq",
+         ON CONFLICT (id) DO NOTHING",
     )?;
     for message in messages {
-        let seq: Option<i64> = insert_message
-            .query_row(
-                params![
-                    message.id,
-                    message.topic,
-                    message.subject,
-                    &message.bytes[..],
-                    now
-                ],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let inserted = insert_message.execute(params![
+            message.id,
+            message.topic,
+            message.subject,
+            &message.bytes[..],
+            now
+        ])?;
         // Already published (same envelope id): duplicate suppressed.
-        let Some(seq) = seq else { continue };
+        if inserted == 0 {
+            continue;
+        }
+        let seq = tx.last_insert_rowid();
         for (name, group) in groups.iter_mut() {
-            if groups::offer(group, seq, message) {
+            if groups::offer(group, seq, message) && !woken.contains(name.as_str()) {
                 woken.insert(name.clone());
             }
         }
