@@ -133,13 +133,24 @@ impl Bus {
             return Ok(());
         }
         let span = crate::outbox::producer_span(&mut envelopes);
-        let topics: Vec<String> = envelopes.iter().map(|e| e.ty.clone()).collect();
+        // Counted by topic before the envelopes move: most batches are one topic.
+        let mut counts: Vec<(metrics::Counter, u64)> = Vec::with_capacity(1);
+        let mut last: Option<&str> = None;
+        for envelope in &envelopes {
+            match (last, counts.last_mut()) {
+                (Some(topic), Some((_, n))) if topic == envelope.ty => *n += 1,
+                _ => {
+                    counts.push((crate::consume::published_counter(&envelope.ty), 1));
+                    last = Some(&envelope.ty);
+                }
+            }
+        }
         self.backend
             .publish_batch(envelopes)
             .instrument(span)
             .await?;
-        for topic in topics {
-            metrics::counter!("queue_message_published", "topic" => topic).increment(1);
+        for (counter, n) in counts {
+            counter.increment(n);
         }
         Ok(())
     }

@@ -70,6 +70,23 @@ type MetricsCache =
 
 static METRICS: std::sync::Mutex<Option<MetricsCache>> = std::sync::Mutex::new(None);
 
+static PUBLISHED: std::sync::Mutex<Option<std::collections::HashMap<String, metrics::Counter>>> =
+    std::sync::Mutex::new(None);
+
+/// `queue_message_published` for `topic`, resolved once per topic.
+pub(crate) fn published_counter(topic: &str) -> metrics::Counter {
+    let Ok(mut cache) = PUBLISHED.lock() else {
+        return metrics::counter!("queue_message_published", "topic" => topic.to_owned());
+    };
+    let cache = cache.get_or_insert_with(Default::default);
+    if let Some(counter) = cache.get(topic) {
+        return counter.clone();
+    }
+    let counter = metrics::counter!("queue_message_published", "topic" => topic.to_owned());
+    cache.insert(topic.to_owned(), counter.clone());
+    counter
+}
+
 /// `queue_processing_duration`, and `queue_message_consumed` or `queue_message_failed`
 /// (`outcome`: retry or dead). Looked up by `&str` in a process-wide cache: no label strings
 /// are built per message.

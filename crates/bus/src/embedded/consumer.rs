@@ -1,15 +1,16 @@
 //! A consumer of the embedded bus: claims deliveries for its group, runs the handler on each
-//! (bounded concurrency), settles the outcome through the writer.
+//! (bounded concurrency), and settles the outcomes through the writer, gathered into one
+//! command before each claim.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use telar_types::Envelope;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::Inner;
-use super::writer::{Claim, Command, Settlement, now_ms};
+use super::writer::{Claim, Command, Settled, Settlement, now_ms};
 use crate::bus::SubscribeOptions;
 use crate::consume::{observe, run_handler};
 use crate::dead_letter::Attempt;
@@ -30,6 +31,10 @@ pub(crate) async fn run(
     let notify = inner.notifier(&options.group);
     let options = Arc::new(options);
     let mut in_flight = JoinSet::new();
+    // Deliveries report their settlement here; the loop sends what gathered in one command
+    // before each claim (the writer applies it first, so a settled subject is claimable again).
+    let (settled_tx, mut settled) = mpsc::unbounded_channel::<Settled>();
+    let mut pending: Vec<Settled> = Vec::new();
     loop {
         // A dropped `Subscription` (sender gone) stops the consumer like `stop()`.
         if *stop.borrow() || stop.has_changed().is_err() {
@@ -41,15 +46,20 @@ pub(crate) async fn run(
         tokio::pin!(notified);
         notified.as_mut().enable();
 
+        while let Ok(item) = settled.try_recv() {
+            pending.push(item);
+        }
+        // Not awaited: the commit is the writer's business now.
+        let _ = flush(&inner, &options.group, &mut pending).await;
+        while in_flight.try_join_next().is_some() {}
+
         let free = permits.available_permits();
         if free == 0 {
-            // A permit comes back as soon as a delivery's settlement is queued (before it is
-            // committed): the handler slot turns over once per commit, not once per two.
+            // A handler slot comes back as soon as its delivery reported its settlement.
             tokio::select! {
                 permit = permits.acquire() => drop(permit),
                 _ = stop.changed() => {}
             }
-            while in_flight.try_join_next().is_some() {}
             continue;
         }
         let lease_ms = options.lease.as_millis() as i64;
@@ -82,7 +92,7 @@ pub(crate) async fn run(
                 _ = &mut notified => {}
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.changed() => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
+                Some(item) = settled.recv() => pending.push(item),
             }
             continue;
         }
@@ -90,31 +100,60 @@ pub(crate) async fn run(
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 break;
             };
-            let inner = inner.clone();
             let handler = handler.clone();
             let options = options.clone();
+            let settled_tx = settled_tx.clone();
             in_flight.spawn(async move {
-                deliver(&inner, &options, handler.as_ref(), claim, permit).await;
+                let settled = deliver(&options, handler.as_ref(), claim).await;
+                // The slot is free once the outcome is known; the writer applies it before
+                // the next claim this consumer sends.
+                drop(permit);
+                let _ = settled_tx.send(settled);
             });
         }
-        // Reap finished tasks so the set does not grow.
-        while in_flight.try_join_next().is_some() {}
     }
-    // Drain: let in-flight deliveries finish and settle.
+    // Drain: let in-flight deliveries finish, then settle everything they reported.
     while in_flight.join_next().await.is_some() {}
+    while let Ok(item) = settled.try_recv() {
+        pending.push(item);
+    }
+    if let Some(committed) = flush(&inner, &options.group, &mut pending).await
+        && let Err(error) = committed.await
+    {
+        tracing::warn!(group = %options.group, %error, "last settlements failed; their leases will expire");
+    }
 }
 
-/// Runs the handler on one claimed delivery and settles it. `permit` (the delivery's handler
-/// slot) is released once the settlement is queued: the writer applies settlements before the
-/// claims queued after them, so per-subject order and leases are unchanged, and at most
-/// `max_in_flight` handlers run while at most twice that many deliveries await their commit.
-async fn deliver(
+/// Sends the gathered settlements; returns their commit, which the loop does not wait for
+/// (the next claim is queued behind them, and a settlement that fails leaves a lease that
+/// expires into a redelivery).
+async fn flush(
     inner: &Inner,
-    options: &SubscribeOptions,
-    handler: &dyn Handler,
-    claim: Claim,
-    permit: tokio::sync::OwnedSemaphorePermit,
-) {
+    group: &str,
+    pending: &mut Vec<Settled>,
+) -> Option<impl std::future::Future<Output = crate::Result<()>>> {
+    if pending.is_empty() {
+        return None;
+    }
+    let items = std::mem::take(pending);
+    let queued = inner
+        .enqueue(|reply| Command::Settle {
+            group: group.to_owned(),
+            items,
+            reply,
+        })
+        .await;
+    match queued {
+        Ok(committed) => Some(committed),
+        Err(error) => {
+            tracing::warn!(%group, %error, "settlements not queued; their leases will expire");
+            None
+        }
+    }
+}
+
+/// Runs the handler on one claimed delivery and decides its settlement.
+async fn deliver(options: &SubscribeOptions, handler: &dyn Handler, claim: Claim) -> Settled {
     let started = Instant::now();
     let (settlement, topic, outcome_label) = match Envelope::from_json(&claim.envelope) {
         Err(error) => (
@@ -135,24 +174,10 @@ async fn deliver(
         }
     };
     observe(&topic, &options.group, outcome_label, started);
-    let group = options.group.clone();
-    let queued = inner
-        .enqueue(|reply| Command::Settle {
-            group,
-            seq: claim.seq,
-            token: claim.token,
-            settlement,
-            reply,
-        })
-        .await;
-    drop(permit);
-    let result = match queued {
-        Ok(committed) => committed.await,
-        Err(error) => Err(error),
-    };
-    if let Err(error) = result {
-        // The lease will expire and the message be delivered again.
-        tracing::warn!(group = %options.group, seq = claim.seq, %error, "settle failed");
+    Settled {
+        seq: claim.seq,
+        token: claim.token,
+        settlement,
     }
 }
 

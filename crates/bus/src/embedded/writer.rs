@@ -46,12 +46,11 @@ pub(crate) enum Command {
     },
     /// Stops the writer (its connection closes); later commands fail with `Closed`.
     Shutdown,
+    /// The settlements a consumer gathered since its last claim (sent just before the next
+    /// one: applied before it, in one command instead of one per message).
     Settle {
         group: String,
-        seq: i64,
-        /// The claim's fencing token: a settlement for an older claim changes nothing.
-        token: i64,
-        settlement: Settlement,
+        items: Vec<Settled>,
         reply: oneshot::Sender<Result<()>>,
     },
 }
@@ -101,6 +100,14 @@ pub(crate) struct Claim {
     pub attempt: u32,
     pub envelope: Arc<[u8]>,
     pub history: Vec<Attempt>,
+}
+
+/// One delivery's outcome.
+pub(crate) struct Settled {
+    pub seq: i64,
+    /// The claim's fencing token: a settlement for an older claim changes nothing.
+    pub token: i64,
+    pub settlement: Settlement,
 }
 
 pub(crate) enum Settlement {
@@ -402,22 +409,33 @@ fn apply_batch(
     for command in settles {
         if let Command::Settle {
             group,
-            seq,
-            token,
-            settlement,
+            items,
             reply,
         } = command
         {
-            if matches!(settlement, Settlement::Dead { .. }) {
-                *dead = true;
+            let mut result = Ok(());
+            for Settled {
+                seq,
+                token,
+                settlement,
+            } in items
+            {
+                if matches!(settlement, Settlement::Dead { .. }) {
+                    *dead = true;
+                }
+                let ack = matches!(settlement, Settlement::Ack);
+                let apply = || match groups.get_mut(&group) {
+                    Some(state) => groups::settle(tx, &group, state, seq, token, settlement),
+                    None => Err(Error::Storage(format!("unknown group {group}"))),
+                };
+                // An acknowledgement is at most one statement: atomic without a savepoint.
+                let applied = if ack { apply() } else { guarded(tx, apply) };
+                if let Err(error) = applied {
+                    // The lease will expire and the message be delivered again.
+                    tracing::warn!(%group, seq, %error, "settle failed");
+                    result = Err(error);
+                }
             }
-            let ack = matches!(settlement, Settlement::Ack);
-            let apply = || match groups.get_mut(&group) {
-                Some(state) => groups::settle(tx, &group, state, seq, token, settlement),
-                None => Err(Error::Storage(format!("unknown group {group}"))),
-            };
-            // An acknowledgement is at most one statement: atomic without a savepoint.
-            let result = if ack { apply() } else { guarded(tx, apply) };
             // A settled head frees its subject: wake the group's consumers.
             woken.insert(group);
             done.push(Done::Unit(reply, result));
