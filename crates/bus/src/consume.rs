@@ -33,13 +33,17 @@ pub(crate) async fn run_handler(
         .traceparent
         .as_deref()
         .and_then(TraceParent::parse);
-    let hop = telar_telemetry::hop(&span, incoming.as_ref());
-    // Formatted only for a span someone records (no subscriber, or filtered out: nothing).
-    if !span.is_disabled() {
+    // Formatted only for a span someone records (no subscriber, or filtered out: nothing); the
+    // name before the parent is set, which fixes the exported span.
+    let recorded = !span.is_disabled();
+    if recorded {
         span.record(
             "otel.name",
             format!("{} process", delivery.envelope.ty).as_str(),
         );
+    }
+    let hop = telar_telemetry::hop(&span, incoming.as_ref());
+    if recorded {
         span.record("trace_id", hop.trace_id_hex().as_str());
     }
     let run = AssertUnwindSafe(telar_telemetry::in_trace(

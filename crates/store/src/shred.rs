@@ -17,7 +17,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
-use telar_sql::{Db, Migration, query};
+use telar_sql::{Db, Migration, Tx, query};
 
 use crate::event::{NewEvent, RecordedEvent};
 use crate::{Error, Result};
@@ -151,6 +151,32 @@ impl Shredder {
     /// [`seal_fields`] inside a transaction that must not wait on this one's writes.
     pub async fn subject_key(&self, subject: &str) -> Result<(String, [u8; 32])> {
         self.current_key(subject).await
+    }
+
+    /// `subject`'s newest key, created inside `tx` when it has none (no write of its own: the
+    /// key is committed with the caller's rows, or not at all).
+    pub async fn subject_key_in(&self, tx: &mut Tx, subject: &str) -> Result<(String, [u8; 32])> {
+        let row = query(
+            "SELECT key_id, wrapped FROM es_keys WHERE subject = $1 ORDER BY created_at DESC, key_id DESC LIMIT 1",
+        )
+        .bind(subject)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let kid: String = row.get("key_id")?;
+            let wrapped: Vec<u8> = row.get("wrapped")?;
+            return Ok((kid, self.unwrap_key(&wrapped)?));
+        }
+        let key: [u8; 32] = rand::random();
+        let kid = telar_types::new_id().to_string();
+        query("INSERT INTO es_keys (key_id, subject, wrapped, created_at) VALUES ($1, $2, $3, $4)")
+            .bind(&kid)
+            .bind(subject)
+            .bind(seal(&self.master, &key)?.into_bytes())
+            .bind(crate::store::now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        Ok((kid, key))
     }
 
     async fn current_key(&self, subject: &str) -> Result<(String, [u8; 32])> {

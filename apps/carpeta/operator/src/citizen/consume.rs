@@ -39,8 +39,6 @@ async fn settle(state: &State, delivery: &Delivery) -> Result<(), String> {
     let Some(id) = envelope.subject.as_deref().filter(|_| relevant) else {
         return Ok(());
     };
-    // Before the transaction: a first key is written through its own connection.
-    let key = state.pii.key_for(id).await?;
     let mut tx = state.citizens.db.begin().await.map_err(|e| e.to_string())?;
     if !Inbox::first_time(&mut tx, GROUP, &envelope.id)
         .await
@@ -71,6 +69,7 @@ async fn settle(state: &State, delivery: &Delivery) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let outgoing = if registered {
+        let key = state.pii.key_in(&mut tx, id).await?;
         super::registered_event(&citizen, &key)?
     } else {
         let reason = if is_duplicate(message) {

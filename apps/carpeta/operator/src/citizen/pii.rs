@@ -87,6 +87,17 @@ impl PiiVault {
         Ok(PiiVault { shredder })
     }
 
+    /// `citizen`'s key, created inside `tx` if they have none (committed with the caller's
+    /// rows: no write transaction of its own).
+    pub async fn key_in(&self, tx: &mut telar_sql::Tx, citizen: &str) -> Result<PiiKey, String> {
+        let (kid, key) = self
+            .shredder
+            .subject_key_in(tx, citizen)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(PiiKey { kid, key })
+    }
+
     pub async fn key_for(&self, citizen: &str) -> Result<PiiKey, String> {
         let (kid, key) = self
             .shredder

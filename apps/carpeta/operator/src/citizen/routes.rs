@@ -136,9 +136,12 @@ async fn register(
         created_at: now.clone(),
         updated_at: now,
     };
-    // Before the transaction: a first key is written through its own connection.
-    let key = state.pii.key_for(&id).await.map_err(ApiError::internal)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
+    let key = state
+        .pii
+        .key_in(&mut tx, &id)
+        .await
+        .map_err(ApiError::internal)?;
     let stored = if previous.is_some() {
         state.citizens.update(&mut tx, &citizen).await
     } else {
@@ -265,8 +268,12 @@ async fn update(
     if let Some(email) = &email {
         validate_email(email).map_err(|reason| ApiError::invalid("email", reason))?;
     }
-    let key = state.pii.key_for(&id).await.map_err(ApiError::internal)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
+    let key = state
+        .pii
+        .key_in(&mut tx, &id)
+        .await
+        .map_err(ApiError::internal)?;
     let mut citizen = state
         .citizens
         .get_in(&mut tx, &id)
@@ -411,8 +418,12 @@ async fn set_status(
             format!("must be one of {}", STATUSES.join(", ")),
         ));
     }
-    let key = state.pii.key_for(&id).await.map_err(ApiError::internal)?;
     let mut tx = state.citizens.db.begin().await.map_err(storage)?;
+    let key = state
+        .pii
+        .key_in(&mut tx, &id)
+        .await
+        .map_err(ApiError::internal)?;
     let mut citizen = state
         .citizens
         .get_in(&mut tx, &id)
