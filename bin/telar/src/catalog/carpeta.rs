@@ -251,6 +251,7 @@ pub async fn build(
 /// from the citizen service). `None` without the services' client secret (no Carpeta here).
 pub(super) fn notification_unseal(
     settings: &Settings,
+    bus: &SharedBus,
 ) -> anyhow::Result<Option<std::sync::Arc<dyn telar_notify::Unseal>>> {
     if settings.carpeta.auth.client_secret.is_empty() {
         return Ok(None);
@@ -258,7 +259,7 @@ pub(super) fn notification_unseal(
     let cx = Ctx {
         name: telar_notify::NAME,
         settings,
-        bus: &SharedBus::default(),
+        bus,
     };
     let mut citizen_url = "service://citizen".to_owned();
     cx.url(&mut citizen_url, "citizen_url")?;

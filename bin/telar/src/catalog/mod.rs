@@ -180,7 +180,7 @@ pub async fn build(name: &str, settings: &Settings, bus: &SharedBus) -> anyhow::
             )
             .await
             .with_context(|| format!("preparing {name}"))?;
-            if let Some(unseal) = carpeta::notification_unseal(settings)? {
+            if let Some(unseal) = carpeta::notification_unseal(settings, bus)? {
                 notification.unseal_with(unseal);
             }
             let subscription = notification
