@@ -253,43 +253,7 @@ fn is_exporter_only(field: &Field) -> bool {
     field.name().starts_with("otel.")
 }
 
-/// Whether `text` has a byte JSON must escape (a control character, `"` or `\`), eight bytes
-/// at a time (the bit tricks of "Bit Twiddling Hacks": hasless / haszero, exact as a boolean).
-pub(crate) fn needs_escape(text: &str) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGHS: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS != 0;
-    let mut chunks = text.as_bytes().chunks_exact(8);
-    for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word);
-        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGHS != 0;
-        if control
-            || has_zero(x ^ (ONES * u64::from(b'"')))
-            || has_zero(x ^ (ONES * u64::from(b'\\')))
-        {
-            return true;
-        }
-    }
-    chunks
-        .remainder()
-        .iter()
-        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
-}
-
-/// A JSON string. Most logged strings (ids, paths, routes, messages) need no escaping: they are
-/// copied in one go, and only the others go through serde_json's escaper.
-pub(crate) fn push_json_str(line: &mut Vec<u8>, value: &str) {
-    if !needs_escape(value) {
-        line.reserve(value.len() + 2);
-        line.push(b'"');
-        line.extend_from_slice(value.as_bytes());
-        line.push(b'"');
-    } else if serde_json::to_writer(&mut *line, value).is_err() {
-        line.extend_from_slice(b"null");
-    }
-}
+pub(crate) use telar_types::json::{needs_escape, push_json_str};
 
 pub(crate) fn level_json(level: &tracing::Level) -> &'static [u8] {
     match *level {

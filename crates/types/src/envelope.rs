@@ -173,10 +173,62 @@ impl Envelope {
     }
 
     /// Appends the structured-mode JSON bytes of this envelope to `buffer` (reuse one buffer
-    /// when serializing many).
+    /// when serializing many): the same bytes as its `Serialize` impl through `serde_json`,
+    /// with strings that need no escaping copied in one go (every published envelope is
+    /// written here).
     pub fn write_json(&self, buffer: &mut Vec<u8>) {
-        // Serializing into memory cannot fail (every key is a string).
-        let _ = serde_json::to_writer(&mut *buffer, self);
+        use crate::json::{push_json_str, push_json_value};
+        let field = |buffer: &mut Vec<u8>, name: &str| {
+            buffer.push(b',');
+            push_json_str(buffer, name);
+            buffer.push(b':');
+        };
+        buffer.extend_from_slice(b"{\"specversion\":");
+        push_json_str(buffer, SPEC_VERSION);
+        field(buffer, "id");
+        push_json_str(buffer, &self.id);
+        field(buffer, "source");
+        push_json_str(buffer, &self.source);
+        field(buffer, "type");
+        push_json_str(buffer, &self.ty);
+        for (name, value) in self.optional_attributes() {
+            if let Some(value) = value {
+                field(buffer, name);
+                push_json_str(buffer, value);
+            }
+        }
+        if let Some(time) = self.time {
+            let mark = buffer.len();
+            field(buffer, "time");
+            buffer.push(b'"');
+            if time.format_into(&mut *buffer, &Rfc3339).is_ok() {
+                buffer.push(b'"');
+            } else {
+                buffer.truncate(mark);
+            }
+        }
+        if let Some(data) = &self.data {
+            field(buffer, "data");
+            push_json_value(buffer, data);
+        }
+        for (name, value) in &self.extensions {
+            field(buffer, name);
+            push_json_value(buffer, value);
+        }
+        buffer.push(b'}');
+    }
+
+    /// The optional string attributes, in the order they are written.
+    fn optional_attributes(&self) -> [(&'static str, &Option<String>); 7] {
+        [
+            ("subject", &self.subject),
+            ("datacontenttype", &self.datacontenttype),
+            ("dataschema", &self.dataschema),
+            ("data_base64", &self.data_base64),
+            ("traceparent", &self.traceparent),
+            ("correlationid", &self.correlationid),
+            ("causationid", &self.causationid),
+        ]
     }
 }
 
@@ -189,16 +241,7 @@ impl Serialize for Envelope {
         map.serialize_entry("id", &self.id)?;
         map.serialize_entry("source", &self.source)?;
         map.serialize_entry("type", &self.ty)?;
-        let optional = [
-            ("subject", &self.subject),
-            ("datacontenttype", &self.datacontenttype),
-            ("dataschema", &self.dataschema),
-            ("data_base64", &self.data_base64),
-            ("traceparent", &self.traceparent),
-            ("correlationid", &self.correlationid),
-            ("causationid", &self.causationid),
-        ];
-        for (name, value) in optional {
+        for (name, value) in self.optional_attributes() {
             if let Some(value) = value {
                 map.serialize_entry(name, value)?;
             }
@@ -450,6 +493,31 @@ mod tests {
                 matches!(Envelope::from_json(bad), Err(EnvelopeError::Json(_))),
                 "{}",
                 String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn written_bytes_are_serde_jsons() {
+        let mut envelopes: Vec<Envelope> = spec_examples()
+            .into_iter()
+            .map(|example| Envelope::from_value(example).expect("valid"))
+            .collect();
+        let mut ours = Envelope::new(
+            "/a",
+            "t.e",
+            json!({"p": "x".repeat(300), "q": "a\"b\n", "n": [1, 2.5]}),
+        )
+        .with_subject("s-1");
+        ours.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
+        ours.extensions.insert("position".into(), json!(7));
+        envelopes.push(ours);
+        for envelope in envelopes {
+            let mut written = Vec::new();
+            envelope.write_json(&mut written);
+            assert_eq!(
+                String::from_utf8(written).expect("utf-8"),
+                serde_json::to_string(&envelope).expect("json")
             );
         }
     }

@@ -5,6 +5,7 @@ mod envelope;
 mod envelope_json;
 mod error;
 mod id;
+pub mod json;
 
 pub use envelope::{Envelope, EnvelopeError, SPEC_VERSION};
 pub use error::{Classify, ErrorCode};
