@@ -58,6 +58,11 @@ impl PiiVault {
     /// production.
     pub async fn open(db: &Db, master_key: &str) -> Result<Self, String> {
         let master = if master_key.is_empty() {
+            if db.dialect() == telar_sql::Dialect::Postgres {
+                tracing::warn!(
+                    "services.citizen.settings.pii_master_key is empty: the key that wraps citizens' keys is kept in the same database — set it"
+                );
+            }
             db.migrate(&[MASTER_MIGRATION])
                 .await
                 .map_err(|e| e.to_string())?;
