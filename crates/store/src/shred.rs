@@ -22,6 +22,9 @@ use telar_sql::{Db, Migration, Tx, query};
 use crate::event::{NewEvent, RecordedEvent};
 use crate::{Error, Result};
 
+/// A subject's newest key.
+const NEWEST_KEY: &str = "SELECT key_id, wrapped FROM es_keys WHERE subject = $1 ORDER BY created_at DESC, key_id DESC LIMIT 1";
+
 /// What a shredded field reads as.
 pub const REDACTED: &str = "[redacted]";
 
@@ -114,15 +117,9 @@ impl Shredder {
 
     /// A new key for `subject`: later events use it, earlier ones still decrypt.
     pub async fn rotate(&self, subject: &str) -> Result<String> {
-        let key: [u8; 32] = rand::random();
-        let kid = telar_types::new_id().to_string();
-        query("INSERT INTO es_keys (key_id, subject, wrapped, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(&kid)
-            .bind(subject)
-            .bind(seal(&self.master, &key)?.into_bytes())
-            .bind(crate::store::now_rfc3339())
-            .execute(&self.db)
-            .await?;
+        let mut tx = self.db.begin().await?;
+        let (kid, key) = self.insert_key(&mut tx, subject).await?;
+        tx.commit().await?;
         self.remember(&kid, Some(key));
         Ok(kid)
     }
@@ -156,17 +153,34 @@ impl Shredder {
     /// `subject`'s newest key, created inside `tx` when it has none (no write of its own: the
     /// key is committed with the caller's rows, or not at all).
     pub async fn subject_key_in(&self, tx: &mut Tx, subject: &str) -> Result<(String, [u8; 32])> {
-        let row = query(
-            "SELECT key_id, wrapped FROM es_keys WHERE subject = $1 ORDER BY created_at DESC, key_id DESC LIMIT 1",
-        )
-        .bind(subject)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let kid: String = row.get("key_id")?;
-            let wrapped: Vec<u8> = row.get("wrapped")?;
-            return Ok((kid, self.unwrap_key(&wrapped)?));
+        let row = query(NEWEST_KEY)
+            .bind(subject)
+            .fetch_optional(&mut *tx)
+            .await?;
+        match row {
+            Some(row) => self.decode(&row),
+            None => self.insert_key(tx, subject).await,
         }
+    }
+
+    /// The newest key, read without a transaction; the first one is created in one (which
+    /// reads again, so two first uses agree on one key).
+    async fn current_key(&self, subject: &str) -> Result<(String, [u8; 32])> {
+        let row = query(NEWEST_KEY)
+            .bind(subject)
+            .fetch_optional(&self.db)
+            .await?;
+        if let Some(row) = row {
+            return self.decode(&row);
+        }
+        let mut tx = self.db.begin().await?;
+        let (kid, key) = self.subject_key_in(&mut tx, subject).await?;
+        tx.commit().await?;
+        self.remember(&kid, Some(key));
+        Ok((kid, key))
+    }
+
+    async fn insert_key(&self, tx: &mut Tx, subject: &str) -> Result<(String, [u8; 32])> {
         let key: [u8; 32] = rand::random();
         let kid = telar_types::new_id().to_string();
         query("INSERT INTO es_keys (key_id, subject, wrapped, created_at) VALUES ($1, $2, $3, $4)")
@@ -179,29 +193,10 @@ impl Shredder {
         Ok((kid, key))
     }
 
-    async fn current_key(&self, subject: &str) -> Result<(String, [u8; 32])> {
-        let row = query(
-            "SELECT key_id, wrapped FROM es_keys WHERE subject = $1 ORDER BY created_at DESC, key_id DESC LIMIT 1",
-        )
-        .bind(subject)
-        .fetch_optional(&self.db)
-        .await?;
-        match row {
-            Some(row) => {
-                let kid: String = row.get("key_id")?;
-                let wrapped: Vec<u8> = row.get("wrapped")?;
-                let key = self.unwrap_key(&wrapped)?;
-                Ok((kid, key))
-            }
-            None => {
-                let kid = self.rotate(subject).await?;
-                let key = self
-                    .key(&kid)
-                    .await?
-                    .ok_or(Error::Invalid("new key".into()))?;
-                Ok((kid, key))
-            }
-        }
+    fn decode(&self, row: &telar_sql::Row) -> Result<(String, [u8; 32])> {
+        let kid: String = row.get("key_id")?;
+        let wrapped: Vec<u8> = row.get("wrapped")?;
+        Ok((kid, self.unwrap_key(&wrapped)?))
     }
 
     async fn key(&self, kid: &str) -> Result<Option<[u8; 32]>> {
