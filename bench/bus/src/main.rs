@@ -184,6 +184,7 @@ async fn through_bus(
             },
         )
         .await?;
+    let cpu_before = cpu_by_thread();
     let started = Instant::now();
     let publishers: Vec<_> = (0..PUBLISHERS)
         .map(|p| {
@@ -211,7 +212,48 @@ async fn through_bus(
         started.elapsed().as_secs_f64()
     );
     let elapsed = started.elapsed();
+    eprintln!("[bench] cpu seconds by thread: {}", cpu_since(&cpu_before));
     subscription.stop().await;
     let latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     Ok(summarize(messages, elapsed, latencies))
+}
+
+/// CPU ticks (user + system, 1/100 s) of this process's threads, summed by thread name.
+fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+    let mut totals = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return totals;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ... field 14 utime, 15 stime (counted from the closing parenthesis).
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        *totals.entry(name).or_default() += ticks(11) + ticks(12);
+    }
+    totals
+}
+
+/// "name=seconds" for every thread name that used CPU since `before` (threads that ended are
+/// not counted: the bus's threads live as long as the bus).
+fn cpu_since(before: &std::collections::BTreeMap<String, u64>) -> String {
+    cpu_by_thread()
+        .into_iter()
+        .filter_map(|(name, ticks)| {
+            let used = ticks.saturating_sub(before.get(&name).copied().unwrap_or(0));
+            (used > 0).then(|| format!("{name}={:.2}", used as f64 / 100.0))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

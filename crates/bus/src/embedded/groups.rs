@@ -8,27 +8,19 @@
 //! After a restart, messages above the cursor are delivered again (at least once), except
 //! those already moved to retries or dead letters.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::window::{Waiting, Window};
 use super::writer::{Claim, Claimed, Prepared, Settlement, now_ms};
 use crate::topic::TopicPattern;
 use crate::{Error, Result};
 
-/// Messages read ahead per group (bounded memory whatever the backlog).
-const WAITING_CAP: usize = 4096;
 /// Log rows read per claim, at most.
 const READ_BATCH: usize = 1024;
-
-struct Waiting {
-    subject: Option<String>,
-    envelope: Arc<[u8]>,
-    /// Deliveries so far (0 for a message never handed out).
-    attempts: u32,
-}
 
 struct Lease {
     subject: Option<String>,
@@ -42,7 +34,7 @@ pub(crate) struct Group {
     /// The last log seq this group examined.
     read_pos: i64,
     persisted_cursor: i64,
-    waiting: BTreeMap<i64, Waiting>,
+    waiting: Window,
     in_flight: HashMap<i64, Lease>,
     busy: HashMap<String, u32>,
     /// Subjects with rows in `bus_deliveries` (retrying or replayed): later messages wait.
@@ -90,7 +82,7 @@ pub(crate) fn load(connection: &Connection) -> Result<Groups> {
             pattern: TopicPattern::parse(&pattern)?,
             read_pos: cursor,
             persisted_cursor: cursor,
-            waiting: BTreeMap::new(),
+            waiting: Window::default(),
             in_flight: HashMap::new(),
             busy: HashMap::new(),
             retrying: HashMap::new(),
@@ -163,7 +155,7 @@ pub(crate) fn register(
             pattern: pattern.clone(),
             read_pos: end,
             persisted_cursor: end,
-            waiting: BTreeMap::new(),
+            waiting: Window::default(),
             in_flight: HashMap::new(),
             busy: HashMap::new(),
             retrying: HashMap::new(),
@@ -179,7 +171,7 @@ pub(crate) fn register(
 /// Returns whether `group` wants it (to wake its consumers).
 pub(crate) fn offer(group: &mut Group, seq: i64, message: &Prepared) -> bool {
     let wanted = group.pattern.matches(&message.topic);
-    if group.read_pos == seq - 1 && group.waiting.len() < WAITING_CAP {
+    if group.read_pos == seq - 1 && group.waiting.has_room() {
         group.read_pos = seq;
         if wanted {
             group.waiting.insert(
@@ -213,7 +205,7 @@ pub(crate) fn claim(
     // Hand out waiting messages in log order, at most one in flight per subject.
     let mut blocked: HashSet<&str> = HashSet::new();
     let mut chosen = Vec::new();
-    for (seq, waiting) in &group.waiting {
+    for (seq, waiting) in group.waiting.iter() {
         if deliveries.len() + chosen.len() >= max {
             break;
         }
@@ -230,7 +222,7 @@ pub(crate) fn claim(
         chosen.push(*seq);
     }
     for seq in chosen {
-        let Some(waiting) = group.waiting.remove(&seq) else {
+        let Some(waiting) = group.waiting.remove(seq) else {
             continue;
         };
         let token = rand::random::<i64>();
@@ -371,9 +363,7 @@ fn claim_exceptions(
 
 /// Reads the log past the group's position into its waiting messages (bounded).
 fn read_log(tx: &Transaction<'_>, group: &mut Group) -> Result<()> {
-    let room = WAITING_CAP
-        .saturating_sub(group.waiting.len())
-        .min(READ_BATCH);
+    let room = group.waiting.room().min(READ_BATCH);
     if room == 0 {
         return Ok(());
     }
@@ -539,9 +529,7 @@ pub(crate) fn persist_cursors(tx: &Transaction<'_>, groups: &mut Groups) -> Resu
     for (name, group) in groups.iter_mut() {
         let first_open = group
             .waiting
-            .keys()
-            .next()
-            .copied()
+            .first_seq()
             .into_iter()
             .chain(group.in_flight.keys().min().copied())
             .min();

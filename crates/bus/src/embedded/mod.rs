@@ -10,9 +10,12 @@
 //! One process owns the file (the writer is in-process); consumers in that process
 //! load-balance within a group.
 
+mod checkpoint;
 mod consumer;
 mod groups;
 mod schema;
+mod syncer;
+mod window;
 mod writer;
 
 use std::collections::HashMap;

@@ -13,7 +13,9 @@ use telar_types::Envelope;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
+use super::checkpoint::Checkpointer;
 use super::groups::{self, Groups};
+use super::syncer::{Committed, Done, Syncer};
 use crate::dead_letter::{Attempt, DeadLetterFilter};
 use crate::topic::TopicPattern;
 use crate::{Error, Result};
@@ -148,13 +150,23 @@ pub(crate) fn spawn(
     };
     let connection = Connection::open(&config.path)?;
     connection.busy_timeout(Duration::from_secs(5))?;
-    let level = match synchronous {
-        Synchronous::Full => "FULL",
-        Synchronous::Normal => "NORMAL",
+    // SQLite itself never fsyncs at commit: with `full`, the syncer thread does, once for every
+    // commit since its last fsync, while the writer goes on (see syncer.rs).
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    let wal = match synchronous {
+        Synchronous::Full => {
+            let mut log = config.path.clone().into_os_string();
+            log.push("-wal");
+            Some(std::path::PathBuf::from(log))
+        }
+        Synchronous::Normal => None,
     };
-    connection.pragma_update(None, "synchronous", level)?;
+    let syncer = Syncer::spawn(wal, inner.clone())?;
+    let checkpointer = Checkpointer::spawn(&config.path)?;
     // Checkpoint every ~40 MB of log instead of 4 MB: hot pages (the table's last leaf, the id
     // index) are copied back to the database file once per checkpoint, not once per 1000 pages.
+    // The checkpointer thread has copied most of it by then: what this connection's automatic
+    // checkpoint does is the rest, and letting the log start again from its beginning.
     connection.pragma_update(None, "wal_autocheckpoint", 10_000)?;
     // Rows read back (a group behind the in-memory window, lease expiries, replays) come from
     // recent pages: keep 16 MiB of them instead of SQLite's 2 MiB, and read the file through a
@@ -165,46 +177,18 @@ pub(crate) fn spawn(
     let groups = groups::load(&connection)?;
     std::thread::Builder::new()
         .name("telar-bus-writer".into())
-        .spawn(move || run(connection, receiver, groups, &inner, &retention))
+        .spawn(move || {
+            run(
+                connection,
+                receiver,
+                groups,
+                &syncer,
+                &checkpointer,
+                &retention,
+            )
+        })
         .map_err(|e| Error::Storage(format!("cannot start the bus writer: {e}")))?;
     Ok(())
-}
-
-/// A command's answer, sent only after the transaction committed.
-enum Done {
-    Unit(oneshot::Sender<Result<()>>, Result<()>),
-    Claimed(oneshot::Sender<Result<Claimed>>, Result<Claimed>),
-    Count(oneshot::Sender<Result<u64>>, Result<u64>),
-}
-
-impl Done {
-    fn fail(self, reason: &str) {
-        match self {
-            Done::Unit(reply, _) => {
-                let _ = reply.send(Err(Error::Storage(reason.to_owned())));
-            }
-            Done::Claimed(reply, _) => {
-                let _ = reply.send(Err(Error::Storage(reason.to_owned())));
-            }
-            Done::Count(reply, _) => {
-                let _ = reply.send(Err(Error::Storage(reason.to_owned())));
-            }
-        }
-    }
-
-    fn send(self) {
-        match self {
-            Done::Unit(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Done::Claimed(reply, result) => {
-                let _ = reply.send(result);
-            }
-            Done::Count(reply, result) => {
-                let _ = reply.send(result);
-            }
-        }
-    }
 }
 
 /// When finished messages leave the log.
@@ -240,7 +224,8 @@ fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
     mut groups: Groups,
-    inner: &Weak<Inner>,
+    syncer: &Syncer,
+    checkpointer: &Checkpointer,
     retention: &Retention,
 ) {
     let mut last_gc = std::time::Instant::now();
@@ -304,10 +289,11 @@ fn run(
         };
         match committed {
             Ok(()) => {
-                done.into_iter().for_each(Done::send);
-                if let Some(inner) = inner.upgrade() {
-                    inner.wake(&woken.into_iter().collect::<Vec<_>>());
-                }
+                checkpointer.committed();
+                syncer.submit(Committed {
+                    done,
+                    woken: woken.into_iter().collect(),
+                });
                 if dead {
                     refresh_gauge(&connection);
                 }
@@ -328,7 +314,9 @@ fn run(
             }
         }
     }
-    // Leave the cursors where the consumers are, so a clean restart redelivers nothing.
+    // Leave the cursors where the consumers are, so a clean restart redelivers nothing (synced
+    // here: the syncer has stopped).
+    let _ = connection.pragma_update(None, "synchronous", "FULL");
     if let Ok(transaction) = connection.transaction_with_behavior(TransactionBehavior::Immediate)
         && groups::persist_cursors(&transaction, &mut groups).is_ok()
     {
