@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/bus/run.sh BACKEND [--quick]: the bus on BACKEND against its raw reference, measured in
 # the same run (embedded: raw batched SQLite inserts of the same 1 KiB rows at the same
-# durability, RESULT at synchronous = full; nats: bare async-nats JetStream; rabbitmq: bare lapin
+# durability, RESULT at synchronous = full for batched publishes — as the reference inserts and
+# the outbox relay publishes — with single publishes from 256 publishers printed beside it; nats: bare async-nats JetStream; rabbitmq: bare lapin
 # with confirms). The broker backends need their server running (scripts/services.sh).
 set -euo pipefail
 backend="${1:-embedded}"; quick="${2:-}"

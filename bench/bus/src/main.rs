@@ -3,7 +3,10 @@
 //! and end-to-end latency, then the raw reference in the same run:
 //!
 //! - `embedded`: for `synchronous = full` and `normal`, against the same rows inserted into a
-//!   plain SQLite table in batches of 500 at the same durability;
+//!   plain SQLite table in batches of 500 at the same durability. The bus is measured twice:
+//!   `embedded` publishes as the reference inserts and as the outbox relay publishes — batches
+//!   (`publish_batch` of 256, four relays at once); `embedded_single` has 256 publishers each
+//!   awaiting every single `publish` (a service publishing straight from its requests);
 //! - `nats`: against bare async-nats JetStream (publish awaiting each ack, pull consumer, ack);
 //! - `rabbitmq`: against bare lapin (publisher confirms, quorum queue, prefetch 256, ack).
 //!
@@ -47,27 +50,35 @@ async fn main() -> Result<(), BoxError> {
             for (label, synchronous) in
                 [("full", Synchronous::Full), ("normal", Synchronous::Normal)]
             {
-                let mut ours = Vec::new();
+                let mut batched = Vec::new();
+                let mut single = Vec::new();
                 let mut raws = Vec::new();
                 for _ in 0..rounds {
-                    let dir = tempfile::tempdir()?;
-                    let config = EmbeddedConfig {
-                        path: dir.path().join("bus.db"),
-                        synchronous,
-                        ..EmbeddedConfig::default()
-                    };
-                    let bus = Bus::new(EmbeddedBus::open(&config).await?);
-                    ours.push(through_bus(&bus, messages, &payload).await?);
-                    bus.close().await;
+                    for (publishing, results) in [
+                        (Publishing::Batched, &mut batched),
+                        (Publishing::Single, &mut single),
+                    ] {
+                        let dir = tempfile::tempdir()?;
+                        let config = EmbeddedConfig {
+                            path: dir.path().join("bus.db"),
+                            synchronous,
+                            ..EmbeddedConfig::default()
+                        };
+                        let bus = Bus::new(EmbeddedBus::open(&config).await?);
+                        results.push(through_bus_with(&bus, messages, &payload, publishing).await?);
+                        bus.close().await;
+                    }
                     raws.push(raw_sqlite::raw_inserts(messages, &payload, synchronous).await?);
                 }
-                ours.sort_by(|a, b| a.0.total_cmp(&b.0));
                 raws.sort_by(f64::total_cmp);
-                let (rate, p50, p99) = ours[ours.len() / 2];
                 let raw = raws[raws.len() / 2];
-                println!(
-                    "embedded sync={label} msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}"
-                );
+                for (name, mut results) in [("embedded", batched), ("embedded_single", single)] {
+                    results.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    let (rate, p50, p99) = results[results.len() / 2];
+                    println!(
+                        "{name} sync={label} msgs_per_s={rate:.0} p50_ms={p50:.2} p99_ms={p99:.2}"
+                    );
+                }
                 println!("raw_sqlite sync={label} msgs_per_s={raw:.0}");
             }
         }
@@ -155,10 +166,34 @@ pub fn summarize(messages: usize, elapsed: Duration, mut latencies: Vec<f64>) ->
     )
 }
 
+/// How the harness publishes.
+#[derive(Clone, Copy)]
+pub enum Publishing {
+    /// `PUBLISHERS` tasks, each awaiting every `publish` (a service publishing from requests).
+    Single,
+    /// `RELAYS` tasks, each awaiting `publish_batch` of `RELAY_BATCH` envelopes: what the
+    /// outbox relay does, and what the raw reference does (batched inserts).
+    Batched,
+}
+
+/// Concurrent batch publishers (as several services' outbox relays) and their batch size (the
+/// relay's).
+const RELAYS: usize = 4;
+const RELAY_BATCH: usize = 256;
+
 async fn through_bus(
     bus: &Bus,
     messages: usize,
     payload: &str,
+) -> Result<(f64, f64, f64), BoxError> {
+    through_bus_with(bus, messages, payload, Publishing::Single).await
+}
+
+async fn through_bus_with(
+    bus: &Bus,
+    messages: usize,
+    payload: &str,
+    publishing: Publishing,
 ) -> Result<(f64, f64, f64), BoxError> {
     let per_publisher = messages / PUBLISHERS;
     let latencies: Arc<Mutex<Vec<f64>>> = Arc::new(Mutex::new(Vec::with_capacity(messages)));
@@ -186,19 +221,39 @@ async fn through_bus(
         .await?;
     let cpu_before = cpu_by_thread();
     let started = Instant::now();
-    let publishers: Vec<_> = (0..PUBLISHERS)
-        .map(|p| {
-            let bus = bus.clone();
-            let payload = payload.to_owned();
-            tokio::spawn(async move {
-                for n in 0..per_publisher {
-                    bus.publish(bench_envelope(&payload, p, per_publisher, n))
-                        .await?;
-                }
-                Ok::<_, telar_bus::Error>(())
+    let publishers: Vec<_> = match publishing {
+        Publishing::Single => (0..PUBLISHERS)
+            .map(|p| {
+                let bus = bus.clone();
+                let payload = payload.to_owned();
+                tokio::spawn(async move {
+                    for n in 0..per_publisher {
+                        bus.publish(bench_envelope(&payload, p, per_publisher, n))
+                            .await?;
+                    }
+                    Ok::<_, telar_bus::Error>(())
+                })
             })
-        })
-        .collect();
+            .collect(),
+        Publishing::Batched => (0..RELAYS)
+            .map(|r| {
+                let bus = bus.clone();
+                let payload = payload.to_owned();
+                let per_relay = messages / RELAYS;
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while n < per_relay {
+                        let batch = (n..(n + RELAY_BATCH).min(per_relay))
+                            .map(|i| bench_envelope(&payload, r, per_relay, i))
+                            .collect();
+                        bus.publish_batch(batch).await?;
+                        n += RELAY_BATCH;
+                    }
+                    Ok::<_, telar_bus::Error>(())
+                })
+            })
+            .collect(),
+    };
     for publisher in publishers {
         publisher.await??;
     }

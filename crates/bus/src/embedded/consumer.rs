@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use telar_types::Envelope;
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
 
 use super::Inner;
 use super::writer::{Claim, Command, Settled, Settlement, now_ms};
@@ -30,7 +29,6 @@ pub(crate) async fn run(
     let permits = Arc::new(Semaphore::new(options.max_in_flight));
     let notify = inner.notifier(&options.group);
     let options = Arc::new(options);
-    let mut in_flight = JoinSet::new();
     // Deliveries report their settlement here; the loop sends what gathered in one command
     // before each claim (the writer applies it first, so a settled subject is claimable again).
     let (settled_tx, mut settled) = mpsc::unbounded_channel::<Settled>();
@@ -51,7 +49,6 @@ pub(crate) async fn run(
         }
         // Not awaited: the commit is the writer's business now.
         let _ = flush(&inner, &options.group, &mut pending).await;
-        while in_flight.try_join_next().is_some() {}
 
         let free = permits.available_permits();
         if free == 0 {
@@ -60,6 +57,9 @@ pub(crate) async fn run(
                 permit = permits.acquire() => drop(permit),
                 _ = stop.changed() => {}
             }
+            // Let the deliveries that are ready finish too (they run before this task again),
+            // so the next claim asks for every free slot instead of the first one.
+            tokio::task::yield_now().await;
             continue;
         }
         let lease_ms = options.lease.as_millis() as i64;
@@ -103,7 +103,9 @@ pub(crate) async fn run(
             let handler = handler.clone();
             let options = options.clone();
             let settled_tx = settled_tx.clone();
-            in_flight.spawn(async move {
+            // Detached: a delivery holds its permit until its outcome is known, so taking
+            // every permit back (below) is waiting for all of them.
+            tokio::spawn(async move {
                 let settled = deliver(&options, handler.as_ref(), claim).await;
                 // The slot is free once the outcome is known; the writer applies it before
                 // the next claim this consumer sends.
@@ -112,8 +114,10 @@ pub(crate) async fn run(
             });
         }
     }
-    // Drain: let in-flight deliveries finish, then settle everything they reported.
-    while in_flight.join_next().await.is_some() {}
+    // Drain: let in-flight deliveries finish (each gives its permit back), then settle
+    // everything they reported.
+    let all = u32::try_from(options.max_in_flight).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
     while let Ok(item) = settled.try_recv() {
         pending.push(item);
     }

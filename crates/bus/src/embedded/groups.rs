@@ -193,6 +193,7 @@ pub(crate) fn claim(
     group: &mut Group,
     max: u32,
     lease_ms: i64,
+    durable: i64,
 ) -> Result<Claimed> {
     let now = now_ms();
     let max = max as usize;
@@ -201,12 +202,14 @@ pub(crate) fn claim(
     }
     expire_leases(tx, group, now)?;
     let mut deliveries = claim_exceptions(tx, name, group, max, lease_ms, now)?;
+    let wrote = !deliveries.is_empty();
     read_log(tx, group)?;
     // Hand out waiting messages in log order, at most one in flight per subject.
     let mut blocked: HashSet<&str> = HashSet::new();
     let mut chosen = Vec::new();
     for (seq, waiting) in group.waiting.iter() {
-        if deliveries.len() + chosen.len() >= max {
+        // Not on disk yet (and neither is anything after it): handed out after the fsync.
+        if deliveries.len() + chosen.len() >= max || *seq > durable {
             break;
         }
         if let Some(subject) = waiting.subject.as_deref() {
@@ -266,6 +269,7 @@ pub(crate) fn claim(
     Ok(Claimed {
         deliveries,
         next_due_ms,
+        wrote,
     })
 }
 
@@ -540,4 +544,44 @@ pub(crate) fn persist_cursors(tx: &Transaction<'_>, groups: &mut Groups) -> Resu
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+    use telar_types::Envelope;
+
+    use super::*;
+
+    /// A claim hands out only what the syncer has declared on disk; the rest waits for the next
+    /// fsync, in order.
+    #[test]
+    fn claims_hand_out_only_durable_messages() {
+        let mut connection = Connection::open_in_memory().expect("sqlite");
+        for migration in super::super::schema::MIGRATIONS {
+            connection.execute_batch(migration.sqlite).expect("schema");
+        }
+        let tx = connection.transaction().expect("tx");
+        let mut groups = Groups::new();
+        let pattern = TopicPattern::parse("t.>").expect("pattern");
+        register(&tx, &mut groups, "g", &pattern).expect("register");
+        let group = groups.get_mut("g").expect("group");
+        let start = group.read_pos;
+        for n in 1..=3 {
+            let envelope = Envelope::new("/test", "t.x", serde_json::json!({ "n": n }))
+                .with_subject(format!("s{n}"));
+            assert!(offer(group, start + n, &Prepared::new(envelope)));
+        }
+        let first = claim(&tx, "g", group, 10, 30_000, start + 2).expect("claim");
+        let seqs: Vec<i64> = first.deliveries.iter().map(|c| c.seq).collect();
+        assert_eq!(seqs, vec![start + 1, start + 2]);
+        assert!(!first.wrote, "served from memory");
+        let second = claim(&tx, "g", group, 10, 30_000, start + 2).expect("claim");
+        assert!(second.deliveries.is_empty(), "the third is not on disk yet");
+        let third = claim(&tx, "g", group, 10, 30_000, start + 3).expect("claim");
+        assert_eq!(
+            third.deliveries.iter().map(|c| c.seq).collect::<Vec<_>>(),
+            vec![start + 3]
+        );
+    }
 }

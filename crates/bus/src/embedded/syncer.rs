@@ -11,8 +11,9 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::Weak;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Weak};
 
 use tokio::sync::oneshot;
 
@@ -58,11 +59,17 @@ impl Done {
     }
 }
 
-/// One committed transaction's answers and the groups it gave new work to.
+/// One committed transaction's answers, the groups it gave new work to, and the highest log
+/// seq it published (if any).
 pub(crate) struct Committed {
     pub done: Vec<Done>,
     pub woken: Vec<String>,
+    pub last_seq: Option<i64>,
 }
+
+/// The highest log seq known to be on disk (with `normal`: committed). Claims hand out only
+/// messages at or below it; the syncer raises it after each fsync, before waking the groups.
+pub(crate) type Durable = Arc<AtomicI64>;
 
 /// The writer's end: answers go out in commit order, after the fsync that covers them.
 pub(crate) struct Syncer {
@@ -72,11 +79,15 @@ pub(crate) struct Syncer {
 impl Syncer {
     /// Starts the thread. `wal` is the log to fsync (`None`: `synchronous = normal`, answer at
     /// once — still off the writer's thread, which wakes no task itself).
-    pub(crate) fn spawn(wal: Option<PathBuf>, inner: Weak<Inner>) -> Result<Self> {
+    pub(crate) fn spawn(
+        wal: Option<PathBuf>,
+        durable: Durable,
+        inner: Weak<Inner>,
+    ) -> Result<Self> {
         let (sender, receiver) = std_mpsc::channel::<Committed>();
         std::thread::Builder::new()
             .name("telar-bus-sync".into())
-            .spawn(move || run(&receiver, wal.as_deref(), &inner))
+            .spawn(move || run(&receiver, wal.as_deref(), &durable, &inner))
             .map_err(|e| Error::Storage(format!("cannot start the bus syncer: {e}")))?;
         Ok(Syncer { sender })
     }
@@ -91,7 +102,12 @@ impl Syncer {
     }
 }
 
-fn run(receiver: &std_mpsc::Receiver<Committed>, wal: Option<&Path>, inner: &Weak<Inner>) {
+fn run(
+    receiver: &std_mpsc::Receiver<Committed>,
+    wal: Option<&Path>,
+    durable: &AtomicI64,
+    inner: &Weak<Inner>,
+) {
     let mut log: Option<File> = None;
     let mut pending = Vec::new();
     while let Ok(first) = receiver.recv() {
@@ -105,10 +121,16 @@ fn run(receiver: &std_mpsc::Receiver<Committed>, wal: Option<&Path>, inner: &Wea
         for Committed {
             done,
             woken: groups,
+            last_seq,
         } in pending.drain(..)
         {
             match &synced {
-                Ok(()) => done.into_iter().for_each(Done::send),
+                Ok(()) => {
+                    if let Some(seq) = last_seq {
+                        durable.fetch_max(seq, Ordering::Release);
+                    }
+                    done.into_iter().for_each(Done::send);
+                }
                 Err(reason) => done.into_iter().for_each(|d| d.fail(reason)),
             }
             for group in groups {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Inner;
 use super::checkpoint::Checkpointer;
 use super::groups::{self, Groups};
-use super::syncer::{Committed, Done, Syncer};
+use super::syncer::{Committed, Done, Durable, Syncer};
 use crate::dead_letter::{Attempt, DeadLetterFilter};
 use crate::topic::TopicPattern;
 use crate::{Error, Result};
@@ -93,6 +93,9 @@ pub(crate) struct Claimed {
     pub deliveries: Vec<Claim>,
     /// When the group's next delivery becomes claimable (retry delay or lease end), if known.
     pub next_due_ms: Option<i64>,
+    /// Whether the claim changed rows (retries, replays): then it is answered after the
+    /// commit; a claim served from memory is answered at once.
+    pub wrote: bool,
 }
 
 pub(crate) struct Claim {
@@ -161,7 +164,11 @@ pub(crate) fn spawn(
         }
         Synchronous::Normal => None,
     };
-    let syncer = Syncer::spawn(wal, inner.clone())?;
+    // Everything in the file at start is as durable as it will get.
+    let last: Option<i64> =
+        connection.query_row("SELECT MAX(seq) FROM bus_messages", [], |row| row.get(0))?;
+    let durable: Durable = Arc::new(std::sync::atomic::AtomicI64::new(last.unwrap_or(0)));
+    let syncer = Syncer::spawn(wal, durable.clone(), inner.clone())?;
     let checkpointer = Checkpointer::spawn(&config.path)?;
     // Checkpoint every ~40 MB of log instead of 4 MB: hot pages (the table's last leaf, the id
     // index) are copied back to the database file once per checkpoint, not once per 1000 pages.
@@ -178,17 +185,23 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("telar-bus-writer".into())
         .spawn(move || {
-            run(
-                connection,
-                receiver,
-                groups,
-                &syncer,
-                &checkpointer,
-                &retention,
-            )
+            let stages = Stages {
+                syncer,
+                checkpointer,
+                durable,
+            };
+            run(connection, receiver, groups, &stages, &retention);
         })
         .map_err(|e| Error::Storage(format!("cannot start the bus writer: {e}")))?;
     Ok(())
+}
+
+/// What follows a commit: the fsync and answers, the background checkpoints, and the durable
+/// seq claims read.
+struct Stages {
+    syncer: Syncer,
+    checkpointer: Checkpointer,
+    durable: Durable,
 }
 
 /// When finished messages leave the log.
@@ -224,8 +237,7 @@ fn run(
     mut connection: Connection,
     mut receiver: mpsc::Receiver<Command>,
     mut groups: Groups,
-    syncer: &Syncer,
-    checkpointer: &Checkpointer,
+    stages: &Stages,
     retention: &Retention,
 ) {
     let mut last_gc = std::time::Instant::now();
@@ -264,10 +276,12 @@ fn run(
                 continue;
             }
         };
-        let done = apply_batch(
+        let durable = stages.durable.load(std::sync::atomic::Ordering::Acquire);
+        let (done, last_seq) = apply_batch(
             &transaction,
             batch.drain(..),
             &mut groups,
+            durable,
             &mut woken,
             &mut dead,
             &mut failed,
@@ -289,10 +303,11 @@ fn run(
         };
         match committed {
             Ok(()) => {
-                checkpointer.committed();
-                syncer.submit(Committed {
+                stages.checkpointer.committed();
+                stages.syncer.submit(Committed {
                     done,
                     woken: woken.into_iter().collect(),
+                    last_seq,
                 });
                 if dead {
                     refresh_gauge(&connection);
@@ -354,15 +369,19 @@ fn guarded<T>(tx: &Transaction<'_>, work: impl FnOnce() -> Result<T>) -> Result<
     result
 }
 
-/// Registrations first, then every publish of the batch, then settlements, then claims.
+/// Registrations and replays first, then settlements, then claims, then every publish of the
+/// batch. A claim served from memory is answered at once (it hands out only messages already
+/// on disk, below `durable`); the rest is answered after the commit and its fsync. Returns the
+/// answers and the highest seq published.
 fn apply_batch(
     tx: &Transaction<'_>,
     batch: impl Iterator<Item = Command>,
     groups: &mut Groups,
+    durable: i64,
     woken: &mut BTreeSet<String>,
     dead: &mut bool,
     failed: &mut Option<String>,
-) -> Vec<Done> {
+) -> (Vec<Done>, Option<i64>) {
     let mut done = Vec::new();
     let mut publishes = Vec::new();
     let mut settles = Vec::new();
@@ -386,17 +405,6 @@ fn apply_batch(
                 done.push(Done::Count(reply, result));
             }
             Command::Shutdown => {}
-        }
-    }
-    if !publishes.is_empty() {
-        let messages: Vec<&Prepared> = publishes.iter().flat_map(|(m, _)| m.iter()).collect();
-        // No savepoint here (a savepoint makes SQLite copy every page it touches into a
-        // sub-journal — the costliest part of a publish): a failed publish fails the batch.
-        if let Err(error) = publish(tx, &messages, groups, woken) {
-            *failed = Some(error.to_string());
-        }
-        for (_, reply) in publishes {
-            done.push(Done::Unit(reply, Ok(())));
         }
     }
     for command in settles {
@@ -443,13 +451,33 @@ fn apply_batch(
         } = command
         {
             let result = match groups.get_mut(&group) {
-                Some(state) => groups::claim(tx, &group, state, max, lease_ms),
+                Some(state) => groups::claim(tx, &group, state, max, lease_ms, durable),
                 None => Err(Error::Storage(format!("unknown group {group}"))),
             };
-            done.push(Done::Claimed(reply, result));
+            match result {
+                Ok(claimed) if !claimed.wrote => {
+                    let _ = reply.send(Ok(claimed));
+                }
+                result => done.push(Done::Claimed(reply, result)),
+            }
         }
     }
-    done
+    let mut last_seq = None;
+    if !publishes.is_empty() {
+        let messages: Vec<&Prepared> = publishes.iter().flat_map(|(m, _)| m.iter()).collect();
+        // No savepoint here (a savepoint makes SQLite copy every page it touches into a
+        // sub-journal — the costliest part of a publish): a failed publish fails the batch.
+        match publish(tx, &messages, groups, woken) {
+            Ok(last) => last_seq = last,
+            Err(error) => {
+                *failed = Some(error.to_string());
+            }
+        }
+        for (_, reply) in publishes {
+            done.push(Done::Unit(reply, Ok(())));
+        }
+    }
+    (done, last_seq)
 }
 
 fn publish(
@@ -457,8 +485,9 @@ fn publish(
     messages: &[&Prepared],
     groups: &mut Groups,
     woken: &mut BTreeSet<String>,
-) -> Result<()> {
+) -> Result<Option<i64>> {
     let now = now_ms();
+    let mut last = None;
     // No RETURNING: SQLite builds an ephemeral table for it on every execution. A duplicate
     // (same envelope id) changes no row; otherwise the new row's seq is the last rowid.
     let mut insert_message = tx.prepare_cached(
@@ -478,13 +507,14 @@ fn publish(
             continue;
         }
         let seq = tx.last_insert_rowid();
+        last = Some(seq);
         for (name, group) in groups.iter_mut() {
             if groups::offer(group, seq, message) && !woken.contains(name.as_str()) {
                 woken.insert(name.clone());
             }
         }
     }
-    Ok(())
+    Ok(last)
 }
 
 /// Moves matching dead letters back to their groups' deliveries with fresh attempts; a message
