@@ -113,6 +113,9 @@ pub(crate) async fn run(
                 let _ = settled_tx.send(settled);
             });
         }
+        // Let the deliveries just started run before claiming again: quick handlers are done
+        // by then, and the next claim asks for their slots too instead of what is left.
+        tokio::task::yield_now().await;
     }
     // Drain: let in-flight deliveries finish (each gives its permit back), then settle
     // everything they reported.

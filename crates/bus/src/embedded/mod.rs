@@ -10,6 +10,7 @@
 //! One process owns the file (the writer is in-process); consumers in that process
 //! load-balance within a group.
 
+mod apply;
 mod checkpoint;
 mod consumer;
 mod groups;

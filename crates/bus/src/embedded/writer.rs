@@ -13,9 +13,10 @@ use telar_types::Envelope;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Inner;
+use super::apply::{Applied, apply_batch};
 use super::checkpoint::Checkpointer;
 use super::groups::{self, Groups};
-use super::syncer::{Committed, Done, Durable, Syncer};
+use super::syncer::{Committed, Durable, Syncer};
 use crate::dead_letter::{Attempt, DeadLetterFilter};
 use crate::topic::TopicPattern;
 use crate::{Error, Result};
@@ -243,12 +244,18 @@ fn run(
     let mut last_gc = std::time::Instant::now();
     let mut last_cursors = std::time::Instant::now();
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Commands that arrived during the last batch and belong to the next one.
+    let mut carry = Vec::new();
     let mut stopping = false;
     while !stopping {
-        let Some(first) = receiver.blocking_recv() else {
-            break;
-        };
-        batch.push(first);
+        if carry.is_empty() {
+            let Some(first) = receiver.blocking_recv() else {
+                break;
+            };
+            batch.push(first);
+        } else {
+            batch.append(&mut carry);
+        }
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(command) => batch.push(command),
@@ -264,9 +271,6 @@ fn run(
         if batch.is_empty() {
             continue;
         }
-        let mut woken = BTreeSet::new();
-        let mut dead = false;
-        let mut failed = None;
         let transaction = match connection.transaction_with_behavior(TransactionBehavior::Immediate)
         {
             Ok(transaction) => transaction,
@@ -277,14 +281,20 @@ fn run(
             }
         };
         let durable = stages.durable.load(std::sync::atomic::Ordering::Acquire);
-        let (done, last_seq) = apply_batch(
+        let mut incoming = || receiver.try_recv().ok();
+        let Applied {
+            done,
+            woken,
+            dead,
+            failed,
+            last_seq,
+        } = apply_batch(
             &transaction,
             batch.drain(..),
             &mut groups,
             durable,
-            &mut woken,
-            &mut dead,
-            &mut failed,
+            &mut incoming,
+            &mut carry,
         );
         // A cursor only bounds what a crash delivers again: written every CURSOR_EVERY (and
         // at shutdown), not with every acknowledgement, which would cost a commit each.
@@ -359,7 +369,7 @@ fn reject(command: Command, reason: &str) {
 
 /// Each command (or all the batch's publishes) runs inside a savepoint, so a failed statement
 /// rolls back only its own command, never half of it.
-fn guarded<T>(tx: &Transaction<'_>, work: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(super) fn guarded<T>(tx: &Transaction<'_>, work: impl FnOnce() -> Result<T>) -> Result<T> {
     tx.execute_batch("SAVEPOINT bus_command")?;
     let result = work();
     if result.is_err() {
@@ -369,118 +379,7 @@ fn guarded<T>(tx: &Transaction<'_>, work: impl FnOnce() -> Result<T>) -> Result<
     result
 }
 
-/// Registrations and replays first, then settlements, then claims, then every publish of the
-/// batch. A claim served from memory is answered at once (it hands out only messages already
-/// on disk, below `durable`); the rest is answered after the commit and its fsync. Returns the
-/// answers and the highest seq published.
-fn apply_batch(
-    tx: &Transaction<'_>,
-    batch: impl Iterator<Item = Command>,
-    groups: &mut Groups,
-    durable: i64,
-    woken: &mut BTreeSet<String>,
-    dead: &mut bool,
-    failed: &mut Option<String>,
-) -> (Vec<Done>, Option<i64>) {
-    let mut done = Vec::new();
-    let mut publishes = Vec::new();
-    let mut settles = Vec::new();
-    let mut claims = Vec::new();
-    for command in batch {
-        match command {
-            Command::Register {
-                group,
-                pattern,
-                reply,
-            } => {
-                let result = guarded(tx, || groups::register(tx, groups, &group, &pattern));
-                done.push(Done::Unit(reply, result));
-            }
-            Command::Publish { messages, reply } => publishes.push((messages, reply)),
-            settle @ Command::Settle { .. } => settles.push(settle),
-            claim @ Command::Claim { .. } => claims.push(claim),
-            Command::Replay { filter, reply } => {
-                *dead = true;
-                let result = guarded(tx, || replay(tx, &filter, groups, woken));
-                done.push(Done::Count(reply, result));
-            }
-            Command::Shutdown => {}
-        }
-    }
-    for command in settles {
-        if let Command::Settle {
-            group,
-            items,
-            reply,
-        } = command
-        {
-            let mut result = Ok(());
-            for Settled {
-                seq,
-                token,
-                settlement,
-            } in items
-            {
-                if matches!(settlement, Settlement::Dead { .. }) {
-                    *dead = true;
-                }
-                let ack = matches!(settlement, Settlement::Ack);
-                let apply = || match groups.get_mut(&group) {
-                    Some(state) => groups::settle(tx, &group, state, seq, token, settlement),
-                    None => Err(Error::Storage(format!("unknown group {group}"))),
-                };
-                // An acknowledgement is at most one statement: atomic without a savepoint.
-                let applied = if ack { apply() } else { guarded(tx, apply) };
-                if let Err(error) = applied {
-                    // The lease will expire and the message be delivered again.
-                    tracing::warn!(%group, seq, %error, "settle failed");
-                    result = Err(error);
-                }
-            }
-            // A settled head frees its subject: wake the group's consumers.
-            woken.insert(group);
-            done.push(Done::Unit(reply, result));
-        }
-    }
-    for command in claims {
-        if let Command::Claim {
-            group,
-            max,
-            lease_ms,
-            reply,
-        } = command
-        {
-            let result = match groups.get_mut(&group) {
-                Some(state) => groups::claim(tx, &group, state, max, lease_ms, durable),
-                None => Err(Error::Storage(format!("unknown group {group}"))),
-            };
-            match result {
-                Ok(claimed) if !claimed.wrote => {
-                    let _ = reply.send(Ok(claimed));
-                }
-                result => done.push(Done::Claimed(reply, result)),
-            }
-        }
-    }
-    let mut last_seq = None;
-    if !publishes.is_empty() {
-        let messages: Vec<&Prepared> = publishes.iter().flat_map(|(m, _)| m.iter()).collect();
-        // No savepoint here (a savepoint makes SQLite copy every page it touches into a
-        // sub-journal — the costliest part of a publish): a failed publish fails the batch.
-        match publish(tx, &messages, groups, woken) {
-            Ok(last) => last_seq = last,
-            Err(error) => {
-                *failed = Some(error.to_string());
-            }
-        }
-        for (_, reply) in publishes {
-            done.push(Done::Unit(reply, Ok(())));
-        }
-    }
-    (done, last_seq)
-}
-
-fn publish(
+pub(super) fn publish(
     tx: &Transaction<'_>,
     messages: &[&Prepared],
     groups: &mut Groups,
@@ -519,7 +418,7 @@ fn publish(
 
 /// Moves matching dead letters back to their groups' deliveries with fresh attempts; a message
 /// the log collected since is put back from the dead letter's copy.
-fn replay(
+pub(super) fn replay(
     tx: &Transaction<'_>,
     filter: &DeadLetterFilter,
     groups: &mut Groups,
