@@ -260,7 +260,8 @@ async fn messages(
                 .map(|info| u32::try_from(info.delivered).unwrap_or(u32::MAX))
                 .unwrap_or(1);
             Ok(Incoming {
-                payload: Arc::new(message.message.payload.to_vec()),
+                // Shares the received buffer (no copy).
+                payload: message.message.payload.clone(),
                 attempt,
                 acker: Arc::new(NatsAcker(message)),
             })

@@ -283,7 +283,7 @@ struct RabbitAcker {
     delivery: lapin::Acker,
     queue: String,
     message_id: String,
-    payload: Arc<Vec<u8>>,
+    payload: bytes::Bytes,
 }
 
 impl RabbitAcker {
@@ -478,7 +478,7 @@ impl RabbitBus {
                 .as_ref()
                 .map(|id| id.as_str().to_owned())
                 .unwrap_or_default();
-            let payload = Arc::new(delivery.data);
+            let payload = bytes::Bytes::from(delivery.data);
             Incoming {
                 payload: payload.clone(),
                 attempt,

@@ -18,7 +18,6 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use telar_types::Envelope;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
-use tokio::task::JoinSet;
 
 use crate::Result;
 use crate::bus::SubscribeOptions;
@@ -41,7 +40,7 @@ pub(crate) trait Acker: Send + Sync + 'static {
 
 /// One message as the broker handed it over.
 pub(crate) struct Incoming {
-    pub payload: Arc<Vec<u8>>,
+    pub payload: bytes::Bytes,
     /// 1 for the first delivery.
     pub attempt: u32,
     pub acker: Arc<dyn Acker>,
@@ -215,7 +214,6 @@ pub(crate) fn subscribe(
 /// at once.
 pub(crate) async fn drive(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(context.options.max_in_flight));
-    let mut in_flight = JoinSet::new();
     loop {
         if *stop.borrow() || stop.has_changed().is_err() {
             break;
@@ -238,13 +236,15 @@ pub(crate) async fn drive(context: Arc<Context>, mut stop: watch::Receiver<bool>
                 }
             }
             Admitted::Run(job) => {
+                // Detached: the job holds its permit until it is settled, so taking every
+                // permit back (below) is waiting for all of them.
                 let context = context.clone();
-                in_flight.spawn(async move { run(&context, *job).await });
+                tokio::spawn(async move { run(&context, *job).await });
             }
         }
-        while in_flight.try_join_next().is_some() {}
     }
-    while in_flight.join_next().await.is_some() {}
+    let all = u32::try_from(context.options.max_in_flight).unwrap_or(u32::MAX);
+    let _ = permits.acquire_many(all).await;
 }
 
 enum Admitted {
