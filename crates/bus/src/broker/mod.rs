@@ -46,12 +46,20 @@ pub(crate) struct Incoming {
     pub acker: Arc<dyn Acker>,
 }
 
-/// A decoded message waiting for, or holding, its subject's turn.
+/// A message waiting for, or holding, its subject's turn. Only its subject is read on the
+/// admission path (which is serial); the envelope is decoded by the job itself.
 struct Job {
     incoming: Incoming,
-    envelope: Envelope,
+    subject: Option<String>,
     _permit: OwnedSemaphorePermit,
     waiting_since: Instant,
+}
+
+/// What admission reads of an envelope: its subject (the rest is skipped without building it).
+#[derive(serde::Deserialize)]
+struct Head {
+    #[serde(default)]
+    subject: Option<String>,
 }
 
 /// Per-subject turns for one group in this process.
@@ -63,7 +71,7 @@ pub(crate) struct Sequencer {
 impl Sequencer {
     /// The job if its subject is free (the subject is now busy), or `None` if it was queued.
     fn admit(&self, job: Job) -> Option<Job> {
-        let Some(subject) = job.envelope.subject.clone() else {
+        let Some(subject) = job.subject.clone() else {
             return Some(job);
         };
         let Ok(mut busy) = self.busy.lock() else {
@@ -267,20 +275,17 @@ async fn next_job(context: &Context, permit: OwnedSemaphorePermit) -> Admitted {
             return Admitted::Failed;
         }
     };
-    let envelope = match Envelope::from_json(&incoming.payload) {
-        Ok(envelope) => envelope,
+    let subject = match serde_json::from_slice::<Head>(&incoming.payload) {
+        Ok(head) => head.subject,
         Err(error) => {
             drop(source);
-            let started = Instant::now();
-            let reason = format!("undecodable envelope: {error}");
-            bury(context, &incoming, None, &reason).await;
-            observe("undecodable", &context.options.group, "dead", started);
+            undecodable(context, &incoming, None, &error.to_string()).await;
             return Admitted::Queued;
         }
     };
     let job = Job {
         incoming,
-        envelope,
+        subject,
         _permit: permit,
         waiting_since: Instant::now(),
     };
@@ -293,7 +298,7 @@ async fn next_job(context: &Context, permit: OwnedSemaphorePermit) -> Admitted {
 /// Handles the job, then the ones queued behind it on its subject.
 async fn run(context: &Context, mut job: Job) {
     loop {
-        let subject = job.envelope.subject.clone();
+        let subject = job.subject.clone();
         handle(context, job).await;
         let Some(subject) = subject else { return };
         let (next, stale) = context
@@ -313,12 +318,18 @@ async fn run(context: &Context, mut job: Job) {
 async fn handle(context: &Context, job: Job) {
     let options = &context.options;
     let Job {
-        incoming, envelope, ..
+        incoming, subject, ..
     } = job;
+    let envelope = match Envelope::from_json(&incoming.payload) {
+        Ok(envelope) => envelope,
+        Err(error) => {
+            undecodable(context, &incoming, subject.as_deref(), &error.to_string()).await;
+            return;
+        }
+    };
     let started = Instant::now();
     let topic = envelope.ty.clone();
     let id = envelope.id.clone();
-    let subject = envelope.subject.clone();
     let attempt = incoming.attempt.max(1);
     let seen = |recent: &Mutex<RecentIds>| recent.lock().map(|r| r.contains(&id)).unwrap_or(false);
     if context.feed.recent.as_ref().is_some_and(seen) {
@@ -387,6 +398,14 @@ async fn handle(context: &Context, job: Job) {
         // Unsettled: the broker delivers it again.
         tracing::warn!(group = %options.group, message = %id, %error, "settle failed");
     }
+}
+
+/// A message that is no envelope: straight to the dead letters, with the reason.
+async fn undecodable(context: &Context, incoming: &Incoming, subject: Option<&str>, error: &str) {
+    let started = Instant::now();
+    let reason = format!("undecodable envelope: {error}");
+    bury(context, incoming, subject, &reason).await;
+    observe("undecodable", &context.options.group, "dead", started);
 }
 
 /// Stores the dead letter, then drops the message from the broker (in that order: a crash in

@@ -823,3 +823,62 @@ async fn a_replay_from_another_process_reaches_the_running_consumers() {
     assert_eq!(next(&mut delivered).await, Some(42));
     sub.stop().await;
 }
+
+/// On NATS, where anything may publish to the stream: a message that is not JSON, and one that
+/// is JSON with a subject but no envelope, are both dead-lettered with the reason, and the
+/// consumer goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_messages_that_are_not_envelopes_are_dead_lettered() {
+    let name = telar_testkit::unique_name("t");
+    let url =
+        std::env::var("TELAR_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let config = telar_bus::NatsConfig {
+        url: url.clone(),
+        stream: name.to_uppercase(),
+        subject_prefix: name.clone(),
+        max_age_secs: 600,
+        ..telar_bus::NatsConfig::default()
+    };
+    let store = telar_testkit::postgres_db("bus_nats").await;
+    let nats = telar_bus::NatsBus::open(&config, store)
+        .await
+        .expect("open NATS bus");
+    let bus = telar_bus::Bus::new(nats.clone());
+    let (ok, mut acked) = mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe("t.raw", options("raw"), move |d: telar_bus::Delivery| {
+            let ok = ok.clone();
+            async move {
+                let _ = ok.send(n_of(&d.envelope));
+                Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe");
+    let client = async_nats::connect(&url).await.expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    for garbage in [&b"{not"[..], &br#"{"subject":"g","specversion":"1.0"}"#[..]] {
+        jetstream
+            .publish(format!("{name}.events.t.raw"), garbage.to_vec().into())
+            .await
+            .expect("publish")
+            .await
+            .expect("stored");
+    }
+    bus.publish(event("t.raw", "h", 5)).await.expect("publish");
+    assert_eq!(next(&mut acked).await, Some(5), "the consumer kept going");
+    eventually("both are dead-lettered", || {
+        let bus = bus.clone();
+        async move { dead_letters(&bus, "raw").await.len() == 2 }
+    })
+    .await;
+    for letter in dead_letters(&bus, "raw").await {
+        assert!(
+            letter.last_error.contains("undecodable envelope"),
+            "{}",
+            letter.last_error
+        );
+    }
+    sub.stop().await;
+    let _ = nats.remove_topology().await;
+}
