@@ -274,7 +274,7 @@ async fn through_bus_with(
 }
 
 /// CPU ticks (user + system, 1/100 s) of this process's threads, summed by thread name.
-fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
+pub fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
     let mut totals = std::collections::BTreeMap::new();
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return totals;
@@ -302,7 +302,7 @@ fn cpu_by_thread() -> std::collections::BTreeMap<String, u64> {
 
 /// "name=seconds" for every thread name that used CPU since `before` (threads that ended are
 /// not counted: the bus's threads live as long as the bus).
-fn cpu_since(before: &std::collections::BTreeMap<String, u64>) -> String {
+pub fn cpu_since(before: &std::collections::BTreeMap<String, u64>) -> String {
     cpu_by_thread()
         .into_iter()
         .filter_map(|(name, ticks)| {

@@ -8,7 +8,7 @@ use async_nats::jetstream::{self, consumer, stream};
 use futures::StreamExt;
 use telar_types::Envelope;
 
-use crate::{BoxError, age_ms, bench_envelope, summarize};
+use crate::{BoxError, age_ms, bench_envelope, cpu_by_thread, cpu_since, summarize};
 
 pub async fn run(
     url: &str,
@@ -60,6 +60,7 @@ pub async fn run(
         Ok::<_, BoxError>(())
     });
     let per_publisher = messages / publishers;
+    let cpu_before = cpu_by_thread();
     let started = Instant::now();
     let tasks: Vec<_> = (0..publishers)
         .map(|p| {
@@ -80,6 +81,7 @@ pub async fn run(
     }
     tokio::time::timeout(Duration::from_secs(600), consuming).await???;
     let elapsed = started.elapsed();
+    eprintln!("[bench] raw cpu seconds by thread: {}", cpu_since(&cpu_before));
     js.delete_stream(&name).await?;
     let latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     Ok(summarize(messages, elapsed, latencies))

@@ -247,7 +247,9 @@ pub(crate) async fn drive(context: Arc<Context>, mut stop: watch::Receiver<bool>
                 // Detached: the job holds its permit until it is settled, so taking every
                 // permit back (below) is waiting for all of them.
                 let context = context.clone();
-                tokio::spawn(async move { run(&context, *job).await });
+                // Boxed: the handler's future is large, and a task copies its future in
+                // when spawned and its stage when done (measured: ~4 % of the consumer's CPU).
+                tokio::spawn(Box::pin(async move { run(&context, *job).await }));
             }
         }
     }

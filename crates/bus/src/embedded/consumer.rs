@@ -104,14 +104,16 @@ pub(crate) async fn run(
             let options = options.clone();
             let settled_tx = settled_tx.clone();
             // Detached: a delivery holds its permit until its outcome is known, so taking
-            // every permit back (below) is waiting for all of them.
-            tokio::spawn(async move {
+            // every permit back (below) is waiting for all of them. Boxed: the handler's
+            // future is large, and a task copies its future in when spawned and its stage
+            // when done.
+            tokio::spawn(Box::pin(async move {
                 let settled = deliver(&options, handler.as_ref(), claim).await;
                 // The slot is free once the outcome is known; the writer applies it before
                 // the next claim this consumer sends.
                 drop(permit);
                 let _ = settled_tx.send(settled);
-            });
+            }));
         }
         // Let the deliveries just started run before claiming again: quick handlers are done
         // by then, and the next claim asks for their slots too instead of what is left.
