@@ -81,7 +81,10 @@ pub async fn run(
     }
     tokio::time::timeout(Duration::from_secs(600), consuming).await???;
     let elapsed = started.elapsed();
-    eprintln!("[bench] raw cpu seconds by thread: {}", cpu_since(&cpu_before));
+    eprintln!(
+        "[bench] raw cpu seconds by thread: {}",
+        cpu_since(&cpu_before)
+    );
     js.delete_stream(&name).await?;
     let latencies = latencies.lock().map(|l| l.clone()).unwrap_or_default();
     Ok(summarize(messages, elapsed, latencies))
