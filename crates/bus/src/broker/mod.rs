@@ -18,6 +18,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use telar_types::Envelope;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
 
 use crate::Result;
 use crate::bus::SubscribeOptions;
@@ -222,6 +223,9 @@ pub(crate) fn subscribe(
 /// at once.
 pub(crate) async fn drive(context: Arc<Context>, mut stop: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(context.options.max_in_flight));
+    // Owned by this task: a subscription that is aborted (a simulated crash) takes its
+    // in-flight deliveries down with it, so their messages come back after the lease.
+    let mut in_flight = JoinSet::new();
     loop {
         if *stop.borrow() || stop.has_changed().is_err() {
             break;
@@ -244,17 +248,15 @@ pub(crate) async fn drive(context: Arc<Context>, mut stop: watch::Receiver<bool>
                 }
             }
             Admitted::Run(job) => {
-                // Detached: the job holds its permit until it is settled, so taking every
-                // permit back (below) is waiting for all of them.
                 let context = context.clone();
                 // Boxed: the handler's future is large, and a task copies its future in
                 // when spawned and its stage when done (measured: ~4 % of the consumer's CPU).
-                tokio::spawn(Box::pin(async move { run(&context, *job).await }));
+                in_flight.spawn(Box::pin(async move { run(&context, *job).await }));
             }
         }
+        while in_flight.try_join_next().is_some() {}
     }
-    let all = u32::try_from(context.options.max_in_flight).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    while in_flight.join_next().await.is_some() {}
 }
 
 enum Admitted {

@@ -41,15 +41,26 @@ impl Checkpointer {
 }
 
 fn run(connection: &Connection, nudged: &std_mpsc::Receiver<()>) {
-    while nudged.recv().is_ok() {
-        let started = Instant::now();
+    // Waits for the first commit; then, after each checkpoint, lets commits gather until EVERY
+    // has passed (each checkpoint fsyncs the database file) and runs again if one came.
+    let mut due = nudged.recv().is_ok();
+    while due {
+        let next = Instant::now() + EVERY;
         let result = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         if let Err(error) = result {
             tracing::warn!(%error, "bus log checkpoint failed (the writer's own will run)");
         }
-        // Let commits gather between checkpoints (each one fsyncs the database file).
-        if let Some(rest) = EVERY.checked_sub(started.elapsed()) {
-            std::thread::sleep(rest);
+        due = false;
+        while let Some(left) = next.checked_duration_since(Instant::now()) {
+            match nudged.recv_timeout(left) {
+                Ok(()) => due = true,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => break,
+                // The writer is gone: the bus is closing.
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if !due {
+            due = nudged.recv().is_ok();
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use telar_types::Envelope;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
 
 use super::Inner;
 use super::writer::{Claim, Command, Settled, Settlement, now_ms};
@@ -27,6 +28,9 @@ pub(crate) async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(options.max_in_flight));
+    // Owned by this task: a subscription that is aborted (a simulated crash) takes its
+    // in-flight deliveries down with it, so their messages come back after the lease.
+    let mut in_flight = JoinSet::new();
     let notify = inner.notifier(&options.group);
     let options = Arc::new(options);
     // Deliveries report their settlement here; the loop sends what gathered in one command
@@ -49,6 +53,7 @@ pub(crate) async fn run(
         }
         // Not awaited: the commit is the writer's business now.
         let _ = flush(&inner, &options.group, &mut pending).await;
+        while in_flight.try_join_next().is_some() {}
 
         let free = permits.available_permits();
         if free == 0 {
@@ -103,11 +108,9 @@ pub(crate) async fn run(
             let handler = handler.clone();
             let options = options.clone();
             let settled_tx = settled_tx.clone();
-            // Detached: a delivery holds its permit until its outcome is known, so taking
-            // every permit back (below) is waiting for all of them. Boxed: the handler's
-            // future is large, and a task copies its future in when spawned and its stage
-            // when done.
-            tokio::spawn(Box::pin(async move {
+            // Boxed: the handler's future is large, and a task copies its future in when
+            // spawned and its stage when done.
+            in_flight.spawn(Box::pin(async move {
                 let settled = deliver(&options, handler.as_ref(), claim).await;
                 // The slot is free once the outcome is known; the writer applies it before
                 // the next claim this consumer sends.
@@ -119,10 +122,8 @@ pub(crate) async fn run(
         // by then, and the next claim asks for their slots too instead of what is left.
         tokio::task::yield_now().await;
     }
-    // Drain: let in-flight deliveries finish (each gives its permit back), then settle
-    // everything they reported.
-    let all = u32::try_from(options.max_in_flight).unwrap_or(u32::MAX);
-    let _ = permits.acquire_many(all).await;
+    // Drain: let in-flight deliveries finish, then settle everything they reported.
+    while in_flight.join_next().await.is_some() {}
     while let Ok(item) = settled.try_recv() {
         pending.push(item);
     }
