@@ -221,3 +221,24 @@ impl Backend for Flaky {
         Box::pin(self.inner.purge(filter))
     }
 }
+
+/// Subscribes to `pattern` with `options`, acknowledging every delivery and reporting each
+/// envelope's `n` on the returned channel.
+pub async fn ack_all(
+    bus: &Bus,
+    pattern: &str,
+    options: SubscribeOptions,
+) -> (Subscription, tokio::sync::mpsc::UnboundedReceiver<u64>) {
+    let (seen, received) = tokio::sync::mpsc::unbounded_channel();
+    let sub = bus
+        .subscribe(pattern, options, move |d: telar_bus::Delivery| {
+            let seen = seen.clone();
+            async move {
+                let _ = seen.send(n_of(&d.envelope));
+                telar_bus::Outcome::Ack
+            }
+        })
+        .await
+        .expect("subscribe");
+    (sub, received)
+}

@@ -7,9 +7,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use telar_bus::{Bus, EmbeddedBus, EmbeddedConfig, Outcome};
-use tokio::sync::mpsc;
 
-use crate::helpers::{event, n_of, next, options};
+use crate::helpers::{event, next, options};
 
 const CHILD_ENV: &str = "TELAR_BUS_KILL_CHILD_DB";
 
@@ -88,23 +87,14 @@ async fn published_messages_survive_sigkill_of_the_owner() {
             .await
             .expect("reopen after the kill"),
     );
-    let (seen, mut received) = mpsc::unbounded_channel();
-    let sub = bus
-        .subscribe(
-            "t.kill",
-            options("survivors")
-                .lease(Duration::from_secs(2))
-                .handler_timeout(Duration::from_secs(1)),
-            move |d: telar_bus::Delivery| {
-                let seen = seen.clone();
-                async move {
-                    let _ = seen.send(n_of(&d.envelope));
-                    Outcome::Ack
-                }
-            },
-        )
-        .await
-        .expect("subscribe");
+    let (sub, mut received) = crate::helpers::ack_all(
+        &bus,
+        "t.kill",
+        options("survivors")
+            .lease(Duration::from_secs(2))
+            .handler_timeout(Duration::from_secs(1)),
+    )
+    .await;
     // Every publish that returned before SIGKILL must come (a missing one fails by timeout);
     // later ones may or may not have made it.
     let mut got = std::collections::BTreeSet::new();

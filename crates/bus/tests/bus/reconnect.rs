@@ -6,10 +6,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use telar_bus::{Bus, NatsBus, NatsConfig, Outcome, RabbitBus, RabbitConfig};
-use tokio::sync::mpsc;
+use telar_bus::{Bus, NatsBus, NatsConfig, RabbitBus, RabbitConfig};
 
-use crate::helpers::{event, n_of, next, options};
+use crate::helpers::{event, next, options};
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -68,21 +67,8 @@ async fn publish_until_accepted(bus: &Bus, n: u64) {
 }
 
 async fn consume_across_an_outage(bus: Bus, outage: impl AsyncFnOnce()) {
-    let (seen, mut received) = mpsc::unbounded_channel();
-    let sub = bus
-        .subscribe(
-            "t.reconnect",
-            options("survivor"),
-            move |d: telar_bus::Delivery| {
-                let seen = seen.clone();
-                async move {
-                    let _ = seen.send(n_of(&d.envelope));
-                    Outcome::Ack
-                }
-            },
-        )
-        .await
-        .expect("subscribe");
+    let (sub, mut received) =
+        crate::helpers::ack_all(&bus, "t.reconnect", options("survivor")).await;
     bus.publish(event("t.reconnect", "s0", 0))
         .await
         .expect("publish");

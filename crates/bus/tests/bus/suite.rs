@@ -406,17 +406,7 @@ async fn published_messages_survive_a_restart(t: TestBus) {
     // A real restart: the first bus (and its writer) is gone before the file is reopened.
     t.bus.close().await;
     let reopened = (t.reopen)().await;
-    let (seen, mut received) = mpsc::unbounded_channel();
-    let sub = reopened
-        .subscribe("t.durable", options("d"), move |d: telar_bus::Delivery| {
-            let seen = seen.clone();
-            async move {
-                let _ = seen.send(n_of(&d.envelope));
-                Outcome::Ack
-            }
-        })
-        .await
-        .expect("subscribe after restart");
+    let (sub, mut received) = crate::helpers::ack_all(&reopened, "t.durable", options("d")).await;
     let mut got = Vec::new();
     for _ in 0..5 {
         got.push(next(&mut received).await.expect("delivery after restart"));
@@ -641,18 +631,7 @@ async fn options_that_would_double_deliver_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn undecodable_envelopes_are_dead_lettered() {
     let t = crate::helpers::embedded().await;
-    let (ok, mut acked) = mpsc::unbounded_channel();
-    let sub = t
-        .bus
-        .subscribe("t.raw", options("raw"), move |d: telar_bus::Delivery| {
-            let ok = ok.clone();
-            async move {
-                let _ = ok.send(n_of(&d.envelope));
-                Outcome::Ack
-            }
-        })
-        .await
-        .expect("subscribe");
+    let (sub, mut acked) = crate::helpers::ack_all(&t.bus, "t.raw", options("raw")).await;
     let path = t.path.clone().expect("embedded bus file");
     let db = telar_sql::Db::sqlite(&path, &telar_sql::SqliteConfig::default())
         .await
@@ -844,17 +823,7 @@ async fn nats_messages_that_are_not_envelopes_are_dead_lettered() {
         .await
         .expect("open NATS bus");
     let bus = telar_bus::Bus::new(nats.clone());
-    let (ok, mut acked) = mpsc::unbounded_channel();
-    let sub = bus
-        .subscribe("t.raw", options("raw"), move |d: telar_bus::Delivery| {
-            let ok = ok.clone();
-            async move {
-                let _ = ok.send(n_of(&d.envelope));
-                Outcome::Ack
-            }
-        })
-        .await
-        .expect("subscribe");
+    let (sub, mut acked) = crate::helpers::ack_all(&bus, "t.raw", options("raw")).await;
     let client = async_nats::connect(&url).await.expect("connect");
     let jetstream = async_nats::jetstream::new(client);
     for garbage in [&b"{not"[..], &br#"{"subject":"g","specversion":"1.0"}"#[..]] {
