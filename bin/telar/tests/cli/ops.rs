@@ -194,13 +194,7 @@ async fn saga_lists_shows_retries_and_refuses_wrong_states() {
 #[tokio::test(flavor = "multi_thread")]
 async fn projections_are_listed_and_rebuilt_from_zero() {
     use telar_store::{EventStore, ExpectedVersion, NewEvent};
-    let dir = tempfile::tempdir().expect("dir");
-    let db = telar_sql::Db::sqlite(
-        &dir.path().join("folders.db"),
-        &telar_sql::SqliteConfig::default(),
-    )
-    .await
-    .expect("db");
+    let (db, dir) = telar_testkit::sqlite_db("folders").await;
     let store = EventStore::open(db.clone()).await.expect("store");
     for n in 0..30 {
         store
@@ -329,13 +323,7 @@ async fn token_issue_signs_with_the_identity_key_and_inspect_decodes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn audit_verify_names_the_first_broken_record_and_export_writes_json_lines() {
-    let dir = tempfile::tempdir().expect("dir");
-    let db = telar_sql::Db::sqlite(
-        &dir.path().join("audit.db"),
-        &telar_sql::SqliteConfig::default(),
-    )
-    .await
-    .expect("db");
+    let (db, dir) = telar_testkit::sqlite_db("audit").await;
     let log = telar_audit::AuditLog::open(db.clone()).await.expect("log");
     for n in 0..5 {
         let event = telar_types::Envelope::new(
