@@ -17,6 +17,8 @@ pub enum GatewayError {
     MethodNotAllowed { allowed: String },
     #[error("{0}")]
     BadRequest(String),
+    #[error("request line and header fields larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("a valid bearer token is required")]
     Unauthenticated,
     #[error("not allowed to read this")]
@@ -44,6 +46,7 @@ impl GatewayError {
             GatewayError::UnknownService => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            GatewayError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             GatewayError::Unauthenticated => StatusCode::UNAUTHORIZED,
             GatewayError::Forbidden => StatusCode::FORBIDDEN,
             GatewayError::Limited { .. } | GatewayError::Banned { .. } => {
@@ -62,6 +65,7 @@ impl GatewayError {
             GatewayError::UnknownService => "unknown_service",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::BadRequest(_) => "bad_request",
+            GatewayError::HeadersTooLarge { .. } => "headers_too_large",
             GatewayError::Unauthenticated => "unauthenticated",
             GatewayError::Forbidden => "forbidden",
             GatewayError::Limited { .. } => "rate_limited",

@@ -1,30 +1,21 @@
-//! The gateway: one handler for every proxied request — route, identity, limits, forward — with
-//! every failure rendered in one place, and one access-log line and one set of metrics each.
+//! The gateway's shared state: the routing table (reloadable), token checks, limits, error
+//! style and its own API. Serving a request is in `serve.rs`, the server loop in `server.rs`.
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Body;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
-use hyper::body::Incoming;
-use telar_auth::{AuthError, Verifier, VerifierConfig};
+use telar_auth::{Verifier, VerifierConfig};
 use telar_kit::{KitConfig, RequestMetrics};
-use telar_resilience::{Decision, Verdict};
-use telar_telemetry::{LogLine, TraceParent};
-use tower::ServiceExt;
-use tracing::Instrument;
 
 use crate::config::{EdgeAuthConfig, GatewayConfig, RoutesConfig};
-use crate::error::{ErrorRenderer, GatewayError};
-use crate::headers::{self, REQUEST_ID, TRACEPARENT};
-use crate::identity::{EdgeAuth, Identity, bearer, strip_identity_headers};
+use crate::error::ErrorRenderer;
+use crate::identity::EdgeAuth;
 use crate::limits::{EdgeLimits, RoleRules};
-use crate::proxy::{self, Failure};
-use crate::routes::{RESERVED, Route, RouteTable, has_dot_segments};
+use crate::routes::RouteTable;
 
 pub const NAME: &str = "gateway";
 
@@ -53,28 +44,20 @@ pub(crate) struct Inner {
 /// connection logs it and forwards it).
 pub struct Peer {
     pub address: SocketAddr,
-    pub ip: HeaderValue,
+    ip: String,
 }
 
 impl Peer {
     pub fn new(address: SocketAddr) -> Self {
-        let ip = HeaderValue::from_str(&address.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown"));
-        Peer { address, ip }
+        Peer {
+            address,
+            ip: address.ip().to_string(),
+        }
     }
 
-    fn ip_text(&self) -> &str {
-        self.ip.to_str().unwrap_or("")
+    pub fn ip_text(&self) -> &str {
+        &self.ip
     }
-}
-
-/// What one request went through, for its log line and metrics.
-#[derive(Default)]
-struct Outcome {
-    route: Option<Arc<Route>>,
-    identity: Option<Arc<Identity>>,
-    decision: Option<Decision>,
-    failures: Vec<Failure>,
 }
 
 /// The verifier the gateway's `[auth]` section describes.
@@ -185,240 +168,6 @@ impl Gateway {
     pub(crate) fn draining(&self) -> Arc<AtomicBool> {
         self.inner.draining.clone()
     }
-
-    /// Answers one request from `peer`.
-    pub async fn handle(&self, request: Request<Incoming>, peer: &Peer) -> Response<Body> {
-        let started = Instant::now();
-        if is_reserved(request.uri().path()) {
-            let Some(ops) = self.inner.ops.get() else {
-                return Response::new(Body::empty());
-            };
-            return match ops.clone().oneshot(request.map(Body::new)).await {
-                Ok(response) => response,
-                Err(never) => match never {},
-            };
-        }
-        let request_id = headers::request_id(request.headers());
-        let incoming = request
-            .headers()
-            .get(TRACEPARENT)
-            .and_then(|v| v.to_str().ok())
-            .and_then(TraceParent::parse);
-        // A span only when spans are exported: the proxy's hot path stays free of tracing
-        // dispatch otherwise, and the header still carries the trace one hop further.
-        let span = if telar_telemetry::otlp_active() {
-            tracing::info_span!(
-                "gateway",
-                otel.kind = "server",
-                otel.name = format!("gateway {}", request.method()),
-                http.request.method = request.method().as_str(),
-                url.path = request.uri().path(),
-                request_id = request_id.to_str().unwrap_or(""),
-                http.response.status_code = tracing::field::Empty,
-            )
-        } else {
-            tracing::Span::none()
-        };
-        let trace = telar_telemetry::hop(&span, incoming.as_ref());
-        let method = request.method().clone();
-        let uri = request.uri().clone();
-        let mut outcome = Outcome::default();
-        let result = self
-            .proxy(request, peer, &request_id, &trace, &mut outcome)
-            .instrument(span.clone())
-            .await;
-        let mut response = match result {
-            Ok(response) => response,
-            Err(error) => self
-                .inner
-                .errors
-                .render(&error, request_id.to_str().unwrap_or("")),
-        };
-        let headers = response.headers_mut();
-        if let Some(decision) = outcome.decision {
-            rate_limit_headers(headers, decision);
-        }
-        headers.insert(REQUEST_ID, request_id.clone());
-        let status = response.status().as_u16();
-        span.record("http.response.status_code", status);
-        let elapsed = started.elapsed();
-        let route = outcome
-            .route
-            .as_ref()
-            .map_or("unmatched", |r| r.prefix.as_str());
-        self.inner
-            .metrics
-            .record(NAME, &method, route, status, elapsed);
-        let upstream = outcome.route.as_ref().map(|r| r.upstream.name.as_str());
-        for failure in &outcome.failures {
-            metrics::counter!(
-                "gateway_upstream_failures",
-                "upstream" => upstream.unwrap_or("-").to_owned(),
-                "kind" => failure.label(),
-            )
-            .increment(1);
-        }
-        if tracing::enabled!(target: "telar_gateway::access", tracing::Level::INFO)
-            && let Some(mut line) = LogLine::info("telar_gateway::access")
-        {
-            // Written directly (same shape as every log line): one per request, so it skips
-            // tracing's dispatch.
-            line.str("service", NAME)
-                .str("request_id", request_id.to_str().unwrap_or(""))
-                .str("trace_id", trace.trace_id_hex().as_str())
-                .str("client", peer.ip_text())
-                .str("method", method.as_str())
-                .str("path", uri.path())
-                .str("route", route)
-                .str("upstream", upstream.unwrap_or("-"))
-                .str(
-                    "user",
-                    outcome
-                        .identity
-                        .as_ref()
-                        .map_or("-", |i| i.claims.sub.as_str()),
-                )
-                .u64("status", u64::from(status))
-                .f64("duration_ms", elapsed.as_secs_f64() * 1000.0)
-                .str("message", "request");
-            line.emit();
-        }
-        response
-    }
-
-    async fn proxy(
-        &self,
-        request: Request<Incoming>,
-        peer: &Peer,
-        request_id: &HeaderValue,
-        trace: &TraceParent,
-        outcome: &mut Outcome,
-    ) -> Result<Response<Body>, GatewayError> {
-        let (mut parts, body) = request.into_parts();
-        if has_dot_segments(parts.uri.path()) {
-            return Err(GatewayError::BadRequest(
-                "paths with `.` or `..` segments are refused".into(),
-            ));
-        }
-        let route = self
-            .inner
-            .table
-            .load()
-            .find(parts.uri.path())
-            .cloned()
-            .ok_or(GatewayError::UnknownService)?;
-        outcome.route = Some(route.clone());
-        if !route.allows(&parts.method) {
-            return Err(GatewayError::MethodNotAllowed {
-                allowed: route.allow_header.clone(),
-            });
-        }
-        let identity = match bearer(&parts.headers) {
-            Some(token) => match self.inner.auth.verify(token).await {
-                Ok(identity) => Some(identity),
-                Err(AuthError::Unavailable(reason)) => {
-                    tracing::warn!(%reason, "token keys unavailable");
-                    return Err(GatewayError::Unavailable {
-                        upstream: "identity".into(),
-                        retry_after: None,
-                    });
-                }
-                // A bad token on a public route is ignored: the request goes on as anonymous.
-                Err(_) if route.public => None,
-                Err(_) => return Err(GatewayError::Unauthenticated),
-            },
-            None if route.public => None,
-            None => return Err(GatewayError::Unauthenticated),
-        };
-        outcome.identity = identity.clone();
-        if let Some(limits) = &self.inner.limits {
-            let anonymous;
-            let (bucket, rule) = match &identity {
-                Some(identity) => (identity.bucket.as_str(), identity.rule),
-                None => {
-                    anonymous = limits.rules.for_address(peer.address.ip());
-                    (anonymous.0.as_str(), anonymous.1)
-                }
-            };
-            match limits.check(bucket, rule, peer.address.ip()).await {
-                Verdict::Allowed(decision) => outcome.decision = Some(decision),
-                Verdict::Exempt => {}
-                Verdict::Limited(decision) => {
-                    outcome.decision = Some(decision);
-                    count_refusal(bucket, "limited");
-                    return Err(GatewayError::Limited {
-                        limit: decision.limit,
-                        retry_after: decision.retry_after,
-                    });
-                }
-                Verdict::Banned { retry_after } => {
-                    count_refusal(bucket, "banned");
-                    return Err(GatewayError::Banned { retry_after });
-                }
-            }
-        }
-        if headers::content_length(&parts.headers).is_some_and(|len| len > route.max_body) {
-            return Err(GatewayError::PayloadTooLarge {
-                limit: route.max_body,
-            });
-        }
-        let headers = &mut parts.headers;
-        headers::remove_hop_by_hop(headers);
-        strip_identity_headers(headers);
-        if let Some(identity) = &identity {
-            for (name, value) in &identity.headers {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-        headers::add_forwarded(headers, &peer.ip);
-        headers.insert(REQUEST_ID, request_id.clone());
-        if let Ok(value) = HeaderValue::from_str(&trace.to_header()) {
-            headers.insert(TRACEPARENT, value);
-        }
-        let mut response = proxy::forward(&route, parts, body, &mut outcome.failures).await?;
-        headers::remove_hop_by_hop(response.headers_mut());
-        Ok(response.map(Body::new))
-    }
-}
-
-fn count_refusal(bucket: &str, kind: &'static str) {
-    let role = bucket
-        .split_once(':')
-        .map_or(bucket, |(role, _)| role)
-        .to_owned();
-    metrics::counter!("gateway_rate_limited", "bucket" => role, "kind" => kind).increment(1);
-}
-
-const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-fn rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
-    let reset = decision.retry_after.as_millis().div_ceil(1000);
-    headers.insert(RATELIMIT_LIMIT, number(u64::from(decision.limit)));
-    headers.insert(RATELIMIT_REMAINING, number(u64::from(decision.remaining)));
-    headers.insert(
-        RATELIMIT_RESET,
-        number(u64::try_from(reset).unwrap_or(u64::MAX)),
-    );
-}
-
-/// A header value for a count. The small ones every response carries are made once.
-fn number(value: u64) -> HeaderValue {
-    static SMALL: std::sync::OnceLock<Vec<HeaderValue>> = std::sync::OnceLock::new();
-    let small = SMALL.get_or_init(|| (0..=1024u64).map(HeaderValue::from).collect());
-    usize::try_from(value)
-        .ok()
-        .and_then(|index| small.get(index))
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from(value))
-}
-
-fn is_reserved(path: &str) -> bool {
-    RESERVED.iter().any(|reserved| {
-        path.strip_prefix(reserved)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    })
 }
 
 fn read_routes(path: &std::path::Path) -> Result<RoutesConfig, String> {

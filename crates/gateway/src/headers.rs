@@ -1,154 +1,146 @@
-//! Header rules of a proxy: hop-by-hop fields stay on their hop (RFC 9110 §7.6.1), the
-//! forwarding trail is extended, request ids and trace context go on.
+//! Header rules of a proxy, applied while the upstream request's head is written (the client's
+//! fields are copied as they arrived, minus those the gateway owns): hop-by-hop fields stay on
+//! their hop (RFC 9110 §7.6.1), `x-telar-*` comes from the verified token only, the forwarding
+//! trail is extended, request ids and trace context go on, and the body is framed anew.
 
-use http::{HeaderMap, HeaderName, HeaderValue, header};
-
-/// Fields that describe one connection, never forwarded (plus whatever `Connection` names).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::UPGRADE,
-];
-
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-const FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-
-/// Removes hop-by-hop fields, including those listed in `Connection`. `Transfer-Encoding` goes
-/// too: the next hop frames the body itself.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most messages carry none of these, and a removal costs a
-    // hash lookup each.
-    let present = headers
-        .keys()
-        .any(|name| name == header::TRANSFER_ENCODING || HOP_BY_HOP.contains(name));
-    if !present {
-        return;
-    }
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-    headers.remove(header::TRANSFER_ENCODING);
-}
-
-/// Appends the client to `X-Forwarded-For` and records the original host and scheme.
-pub fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue) {
-    let chain = match headers.get(FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(previous) => {
-            HeaderValue::from_str(&format!("{previous}, {}", client.to_str().unwrap_or("")))
-                .unwrap_or_else(|_| client.clone())
-        }
-        None => client.clone(),
-    };
-    headers.insert(FORWARDED_FOR, chain);
-    if let Some(host) = headers.remove(header::HOST) {
-        headers.insert(FORWARDED_HOST, host);
-    }
-    headers.insert(FORWARDED_PROTO, HeaderValue::from_static("http"));
-}
+use crate::h1::head::{Framing, Kind, RequestHead};
+use crate::h1::write::{field, number};
+use crate::identity::Identity;
 
 /// A client's `X-Request-ID` if short and printable, else a new UUID v7.
-pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    headers
-        .get(REQUEST_ID)
-        .filter(|v| {
-            let bytes = v.as_bytes();
-            !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(|b| b.is_ascii_graphic())
+pub fn request_id(head: &RequestHead) -> String {
+    head.header(Kind::RequestId)
+        .filter(|bytes| {
+            !bytes.is_empty() && bytes.len() <= 128 && bytes.iter().all(u8::is_ascii_graphic)
         })
-        .cloned()
-        .unwrap_or_else(new_request_id)
+        .and_then(|bytes| std::str::from_utf8(bytes).ok())
+        .map_or_else(new_request_id, str::to_owned)
 }
 
 /// A UUID v7 (time-ordered) from the clock and the thread's random generator: `Uuid::now_v7`
 /// keeps a process-wide monotonic context this path does not need (ids only have to be
 /// unique, not strictly ordered within a millisecond).
-fn new_request_id() -> HeaderValue {
+fn new_request_id() -> String {
     let millis = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
     let random: [u8; 10] = rand::random();
     let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    let mut buffer = uuid::Uuid::encode_buffer();
-    HeaderValue::from_str(id.hyphenated().encode_lower(&mut buffer))
-        .unwrap_or(HeaderValue::from_static("unknown"))
+    id.hyphenated().to_string()
 }
 
-/// The declared body length, if any.
-pub fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+/// What the gateway adds to a forwarded request.
+pub struct Forward<'a> {
+    pub identity: Option<&'a Identity>,
+    pub client_ip: &'a str,
+    pub request_id: &'a str,
+    pub traceparent: &'a str,
 }
 
-/// Whether the request carries no body at all (so it can be sent again).
-pub fn bodyless(headers: &HeaderMap) -> bool {
-    !headers.contains_key(header::TRANSFER_ENCODING) && content_length(headers).unwrap_or(0) == 0
+/// Appends the fields of the upstream request (all but the request line and `Host`, which
+/// depend on the instance), ending with the empty line.
+pub fn forward_fields(out: &mut Vec<u8>, head: &RequestHead, add: &Forward<'_>) {
+    let has_host = head.header(Kind::Host).is_some();
+    let mut forwarded_for: Vec<&[u8]> = Vec::new();
+    for (kind, name, value) in head.fields.iter() {
+        match kind {
+            Kind::Other | Kind::Authorization | Kind::Date | Kind::RateLimit => {
+                field(out, name, value);
+            }
+            Kind::ForwardedFor => forwarded_for.push(value),
+            Kind::ForwardedHost if !has_host => field(out, name, value),
+            // Set below, framed anew, or owned by this hop.
+            Kind::Host
+            | Kind::ForwardedHost
+            | Kind::ForwardedProto
+            | Kind::ContentLength
+            | Kind::TransferEncoding
+            | Kind::Connection
+            | Kind::HopByHop
+            | Kind::Identity
+            | Kind::RequestId
+            | Kind::Traceparent
+            | Kind::Expect => {}
+        }
+    }
+    if let Some(identity) = add.identity {
+        for (name, value) in &identity.headers {
+            field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    for previous in forwarded_for {
+        out.extend_from_slice(previous);
+        out.extend_from_slice(b", ");
+    }
+    out.extend_from_slice(add.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    if let Some(host) = head.header(Kind::Host) {
+        field(out, b"x-forwarded-host", host);
+    }
+    out.extend_from_slice(b"x-forwarded-proto: http\r\n");
+    field(out, b"x-request-id", add.request_id.as_bytes());
+    field(out, b"traceparent", add.traceparent.as_bytes());
+    match head.framing {
+        Framing::Length(length) => {
+            out.extend_from_slice(b"content-length: ");
+            number(out, length);
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::Empty | Framing::Close => {}
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 #[cfg(test)]
 mod tests {
+    use bytes::BytesMut;
+
     use super::*;
 
-    #[test]
-    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert("x-secret", HeaderValue::from_static("1"));
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        remove_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1);
-        assert!(headers.contains_key(header::ACCEPT));
+    fn forwarded(request: &str) -> String {
+        let mut buffer = BytesMut::from(request.as_bytes());
+        let head = RequestHead::parse(&mut buffer).unwrap().unwrap();
+        let mut out = Vec::new();
+        let add = Forward {
+            identity: None,
+            client_ip: "10.0.0.1",
+            request_id: "rid",
+            traceparent: "00-aa-bb-01",
+        };
+        forward_fields(&mut out, &head, &add);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]
-    fn forwarded_for_is_extended() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("carpeta.gov.co"));
-        headers.insert(FORWARDED_FOR, HeaderValue::from_static("203.0.113.9"));
-        add_forwarded(&mut headers, &HeaderValue::from_static("10.0.0.1"));
-        assert_eq!(headers[FORWARDED_FOR], "203.0.113.9, 10.0.0.1");
-        assert_eq!(headers[FORWARDED_HOST], "carpeta.gov.co");
-        assert!(!headers.contains_key(header::HOST));
+    fn hop_by_hop_fields_and_those_connection_names_are_removed() {
+        let out = forwarded(
+            "POST /x HTTP/1.1\r\nConnection: keep-alive, x-secret\r\nKeep-Alive: timeout=5\r\nx-secret: 1\r\nTE: trailers\r\nUpgrade: websocket\r\nTransfer-Encoding: chunked\r\nAccept: */*\r\nX-Telar-User: admin\r\nExpect: 100-continue\r\n\r\n",
+        );
+        assert_eq!(
+            out,
+            "Accept: */*\r\nx-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: http\r\nx-request-id: rid\r\ntraceparent: 00-aa-bb-01\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn forwarded_for_is_extended_and_host_recorded() {
+        let out = forwarded(
+            "GET /x HTTP/1.1\r\nHost: carpeta.gov.co\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host: evil\r\nX-Request-ID: theirs\r\n\r\n",
+        );
+        assert!(out.contains("x-forwarded-for: 203.0.113.9, 10.0.0.1\r\n"), "{out}");
+        assert!(out.contains("x-forwarded-host: carpeta.gov.co\r\n"), "{out}");
+        assert!(!out.contains("evil") && !out.contains("theirs"), "{out}");
     }
 
     #[test]
     fn request_ids_are_kept_only_when_printable() {
-        let mut headers = HeaderMap::new();
-        headers.insert(REQUEST_ID, HeaderValue::from_static("abc-123"));
-        assert_eq!(request_id(&headers), "abc-123");
-        headers.insert(REQUEST_ID, HeaderValue::from_static("has space"));
-        assert_eq!(request_id(&headers).len(), 36);
+        let id = |text: &str| {
+            let mut buffer = BytesMut::from(text.as_bytes());
+            request_id(&RequestHead::parse(&mut buffer).unwrap().unwrap())
+        };
+        assert_eq!(id("GET / HTTP/1.1\r\nX-Request-ID: abc-123\r\n\r\n"), "abc-123");
+        assert_eq!(id("GET / HTTP/1.1\r\nX-Request-ID: has space\r\n\r\n").len(), 36);
     }
 }

@@ -9,13 +9,17 @@
 mod config;
 mod error;
 mod gateway;
+mod h1;
 mod headers;
 mod identity;
 mod limits;
 mod ops;
+mod own;
 mod pool;
 mod proxy;
+mod relay;
 mod routes;
+mod serve;
 mod server;
 mod upstream;
 

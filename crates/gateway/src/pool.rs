@@ -1,56 +1,36 @@
-//! Keep-alive connections to one upstream instance, pooled per gateway worker: a request takes an
-//! idle connection of its own event loop (or opens one), and the connection goes back when the
-//! response body has been read to its end. No shared lock is contended and no task crosses
-//! threads (hyper-util's general-purpose pool costs about a tenth of a proxied request).
+//! Keep-alive connections to one upstream instance, pooled per gateway worker: a request takes
+//! an idle connection of its own event loop (or opens one) and drives it itself — no connection
+//! task, no channel — then gives it back once the response has been read to its end. No lock is
+//! contended and nothing crosses threads.
+//!
+//! An idle connection the upstream has closed is noticed before it is used, without a system
+//! call: the event loop marks it readable when the close arrives (an idle HTTP/1.1 connection has
+//! nothing else to say), and only then is it read to confirm.
 
-use std::error::Error as StdError;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use axum::body::Body;
-use bytes::Bytes;
-use http::{Request, Response};
-use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use crate::h1::body::Conn;
 
 /// Idle connections kept per worker and instance.
 const MAX_IDLE: usize = 512;
+/// Read buffer of a new upstream connection.
+const BUFFER: usize = 8 * 1024;
 
-#[derive(Debug, thiserror::Error)]
-pub enum SendError {
-    /// No connection could be opened: nothing was sent.
-    #[error("connect to {address}: {reason}")]
-    Connect { address: String, reason: String },
-    /// The exchange failed after the request started.
-    #[error("upstream exchange: {0}")]
-    Exchange(#[from] hyper::Error),
+/// An upstream connection taken from the pool or just opened.
+pub struct Checkout {
+    pub conn: Conn,
+    /// It served requests before (and may have been closed by the upstream meanwhile).
+    pub reused: bool,
 }
-
-impl SendError {
-    /// Whether the request body was cut off for being too large (the client's fault).
-    pub fn body_too_large(&self) -> bool {
-        let mut source = self.source();
-        while let Some(cause) = source {
-            if cause.is::<http_body_util::LengthLimitError>() {
-                return true;
-            }
-            source = cause.source();
-        }
-        false
-    }
-}
-
-type Idle = Mutex<Vec<SendRequest<Body>>>;
 
 pub struct InstancePool {
     /// `host:port`.
-    address: String,
+    pub address: String,
     connect_timeout: Duration,
     /// Idle connections, one list per worker.
-    idle: Box<[Idle]>,
+    idle: Box<[Mutex<Vec<Conn>>]>,
 }
 
 impl InstancePool {
@@ -62,142 +42,100 @@ impl InstancePool {
         }
     }
 
-    fn idle(&self) -> &Idle {
+    fn idle(&self) -> &Mutex<Vec<Conn>> {
         &self.idle[crate::server::current_worker() % self.idle.len()]
     }
 
-    fn checkout(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle().lock().ok()?;
-        while let Some(sender) = idle.pop() {
-            if !sender.is_closed() {
-                return Some(sender);
+    /// An idle connection of this worker that is still open, or a new one.
+    pub async fn checkout(&self) -> Result<Checkout, String> {
+        if let Ok(mut idle) = self.idle().lock() {
+            while let Some(mut conn) = idle.pop() {
+                if still_open(&mut conn) {
+                    return Ok(Checkout { conn, reused: true });
+                }
             }
         }
-        None
+        self.connect()
+            .await
+            .map(|conn| Checkout { conn, reused: false })
     }
 
-    fn give_back(&self, sender: SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
-        if let Ok(mut idle) = self.idle().lock()
-            && idle.len() < MAX_IDLE
-        {
-            idle.push(sender);
-        }
-    }
-
-    async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
-        let failed = |reason: String| SendError::Connect {
-            address: self.address.clone(),
-            reason,
-        };
+    /// A new connection, within the connect timeout.
+    pub async fn connect(&self) -> Result<Conn, String> {
         let stream = tokio::time::timeout(
             self.connect_timeout,
             tokio::net::TcpStream::connect(&self.address),
         )
         .await
-        .map_err(|_| failed("timed out".into()))?
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection closed");
-            }
-        });
-        Ok(sender)
+        Ok(Conn::new(stream, BUFFER))
     }
 
-    /// Sends `request` (origin-form URI, `Host` set) on a pooled or new connection. A pooled
-    /// connection that turns out closed before the request left is replaced transparently.
-    pub async fn send(
-        self: &Arc<Self>,
-        mut request: Request<Body>,
-    ) -> Result<Response<PooledBody>, SendError> {
-        loop {
-            let (mut sender, reused) = match self.checkout() {
-                Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
-            };
-            if sender.ready().await.is_err() {
-                if reused {
-                    continue;
+    /// Keeps a connection whose exchange ended cleanly for this worker's next request.
+    pub fn give_back(&self, conn: Conn) {
+        if !conn.buffer.is_empty() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle().lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(conn);
+        }
+    }
+}
+
+/// Whether an idle connection can carry a request: the event loop has not seen it become
+/// readable (a close, or bytes nobody asked for), or a read finds nothing to read.
+fn still_open(conn: &mut Conn) -> bool {
+    let mut cx = Context::from_waker(Waker::noop());
+    match conn.io.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut byte = [0u8; 1];
+            matches!(conn.io.try_read(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn idle_connections_closed_by_the_upstream_are_not_handed_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = InstancePool::new(
+            listener.local_addr().unwrap().to_string(),
+            Duration::from_secs(1),
+            1,
+        );
+        let first = pool.checkout().await.unwrap();
+        assert!(!first.reused);
+        let (mut server_side, _) = listener.accept().await.unwrap();
+        pool.give_back(first.conn);
+        let again = pool.checkout().await.unwrap();
+        assert!(again.reused, "an open idle connection is reused");
+        pool.give_back(again.conn);
+        // The upstream closes it while idle: the next checkout opens a new connection.
+        server_side.shutdown().await.unwrap();
+        drop(server_side);
+        let fresh = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let checkout = pool.checkout().await.unwrap();
+                if !checkout.reused {
+                    break checkout;
                 }
-                return Err(SendError::Connect {
-                    address: self.address.clone(),
-                    reason: "connection closed at once".into(),
-                });
+                // The close has not reached the event loop yet.
+                pool.give_back(checkout.conn);
+                tokio::task::yield_now().await;
             }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let (parts, body) = response.into_parts();
-                    let body = PooledBody::new(body, sender, self.clone());
-                    return Ok(Response::from_parts(parts, body));
-                }
-                Err(mut error) => match error.take_message() {
-                    // Never written: safe to send again, on another connection.
-                    Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Exchange(error.into_error())),
-                },
-            }
-        }
-    }
-}
-
-/// An upstream response body that returns its connection to the pool once read to the end.
-pub struct PooledBody {
-    inner: Incoming,
-    sender: Option<(SendRequest<Body>, Arc<InstancePool>)>,
-}
-
-impl PooledBody {
-    fn new(inner: Incoming, sender: SendRequest<Body>, pool: Arc<InstancePool>) -> Self {
-        let mut body = PooledBody {
-            inner,
-            sender: Some((sender, pool)),
-        };
-        if hyper::body::Body::is_end_stream(&body.inner) {
-            body.release();
-        }
-        body
-    }
-
-    fn release(&mut self) {
-        if let Some((sender, pool)) = self.sender.take() {
-            pool.give_back(sender);
-        }
-    }
-}
-
-impl hyper::body::Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.release(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.release(),
-            // A broken exchange: the connection is not reused (dropping the sender closes it).
-            Poll::Ready(Some(Err(_))) => self.sender = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        })
+        .await;
+        assert!(fresh.is_ok(), "the closed connection kept being handed out");
     }
 }

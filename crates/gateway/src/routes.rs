@@ -21,6 +21,14 @@ pub const RESERVED: &[&str] = &[
     "/openapi.json",
 ];
 
+/// Whether `path` is one of the gateway's own.
+pub fn is_reserved(path: &str) -> bool {
+    RESERVED.iter().any(|reserved| {
+        path.strip_prefix(reserved)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
 pub struct Route {
     pub prefix: String,
     pub upstream: Arc<Upstream>,
