@@ -218,7 +218,12 @@ impl Exchange<'_> {
                 return Err(ExchangeError::Upstream(format!("sending the request: {error}")));
             }
             loop {
-                match ResponseHead::parse(&mut conn.buffer, head_request) {
+                let parsed = if conn.buffer.is_empty() {
+                    Ok(None)
+                } else {
+                    ResponseHead::parse(&mut conn.buffer, head_request)
+                };
+                match parsed {
                     // Interim answers (100 Continue, 103 Early Hints) are not relayed.
                     Ok(Some(answer)) if (100..200).contains(&answer.status) && answer.status != 101 => {
                         continue;

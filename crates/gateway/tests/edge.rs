@@ -40,7 +40,8 @@ async fn limits_per_role_with_bans(backend: LimitBackend) {
     let gw = start(limited(&up.url, small_limits(backend)), &issuer).await;
     let http = client();
     // A fresh user per run: Redis keeps buckets between runs.
-    let citizen = issuer.token(&uuid::Uuid::new_v4().to_string(), &["ciudadano"], 300);
+    let citizen_id = uuid::Uuid::new_v4().to_string();
+    let citizen = issuer.token(&citizen_id, &["ciudadano"], 300);
     let operator = issuer.token(&uuid::Uuid::new_v4().to_string(), &["operador"], 300);
     for remaining in (0..5).rev() {
         let response = http
@@ -122,14 +123,9 @@ async fn limits_per_role_with_bans(backend: LimitBackend) {
     .await;
     assert_eq!(status["limits"]["ciudadano"], 5);
     let keys = status["keys"].as_array().unwrap();
-    let entry = keys
-        .iter()
-        .find(|k| {
-            k["key"]
-                .as_str()
-                .is_some_and(|k| k.starts_with("ciudadano:"))
-        })
-        .unwrap();
+    // This run's bucket: Redis also holds other tests' (and earlier runs') buckets.
+    let bucket = format!("ciudadano:{citizen_id}");
+    let entry = keys.iter().find(|k| k["key"] == bucket.as_str()).unwrap();
     assert!(entry["banned_for_secs"].as_u64().unwrap() > 60);
     assert_eq!(entry["bans"], 1);
     assert_eq!(up.seen.hits.load(Ordering::SeqCst), 15);
@@ -154,7 +150,8 @@ async fn two_gateways_share_one_budget_through_redis() {
         start(config.clone(), &issuer).await,
         start(config, &issuer).await,
     );
-    let citizen = issuer.token(&uuid::Uuid::new_v4().to_string(), &["ciudadano"], 300);
+    let citizen_id = uuid::Uuid::new_v4().to_string();
+    let citizen = issuer.token(&citizen_id, &["ciudadano"], 300);
     let http = client();
     let mut ok = 0;
     for i in 0..8 {

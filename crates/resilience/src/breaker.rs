@@ -5,12 +5,14 @@
 //! Every outcome is accounted, in every state: a permit that is dropped without an outcome
 //! (the caller was cancelled) frees its probe slot and counts as nothing.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::broadcast;
 use tokio::time::Instant;
+
+use crate::calls::CallLog;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BreakerConfig {
@@ -74,28 +76,23 @@ pub struct Open {
     pub retry_after: Duration,
 }
 
-struct Window {
-    /// (when, failed) of each call within the window, oldest first.
-    calls: VecDeque<(Instant, bool)>,
-    failures: u32,
-}
+/// The breaker's calls within its window, in 10 ms slots.
+const BREAKER_SLOT: Duration = Duration::from_millis(10);
+
+struct Window(CallLog);
 
 impl Window {
+    fn new() -> Self {
+        Window(CallLog::new(BREAKER_SLOT))
+    }
+
     fn push(&mut self, now: Instant, failed: bool, span: Duration) {
-        self.calls.push_back((now, failed));
-        self.failures += u32::from(failed);
-        while let Some(&(at, failed)) = self.calls.front() {
-            if now.duration_since(at) <= span {
-                break;
-            }
-            self.calls.pop_front();
-            self.failures -= u32::from(failed);
-        }
+        self.0.push(now, failed);
+        self.0.expire(now, span);
     }
 
     fn clear(&mut self) {
-        self.calls.clear();
-        self.failures = 0;
+        self.0.clear();
     }
 }
 
@@ -156,10 +153,7 @@ impl CircuitBreaker {
             state: Mutex::new(State {
                 state: BreakerState::Closed,
                 streak: 0,
-                window: Window {
-                    calls: VecDeque::new(),
-                    failures: 0,
-                },
+                window: Window::new(),
                 opened_at: Instant::now(),
                 probes: 0,
                 probe_successes: 0,
@@ -280,8 +274,9 @@ impl CircuitBreaker {
             BreakerState::Closed => {
                 state.window.push(now, failed, self.config.window);
                 state.streak = if failed { state.streak + 1 } else { 0 };
-                let calls = state.window.calls.len() as u32;
-                let rate = f64::from(state.window.failures) / f64::from(calls.max(1));
+                let calls = state.window.0.calls();
+                let failures = state.window.0.failures();
+                let rate = f64::from(failures) / f64::from(calls.max(1));
                 let reason = if self.config.consecutive_failures > 0
                     && state.streak >= self.config.consecutive_failures
                 {
@@ -289,7 +284,7 @@ impl CircuitBreaker {
                 } else if calls >= self.config.min_calls && rate >= self.config.failure_rate {
                     Some(format!(
                         "{} of {calls} calls failed in {} s",
-                        state.window.failures,
+                        failures,
                         self.config.window.as_secs()
                     ))
                 } else {

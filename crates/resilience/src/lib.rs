@@ -7,6 +7,7 @@
 mod breaker;
 mod bulkhead;
 mod cache;
+mod calls;
 mod idempotency;
 mod layer;
 mod limit;

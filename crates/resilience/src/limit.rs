@@ -2,12 +2,17 @@
 //! and in Redis (atomic Lua scripts on the server's clock, so every gateway instance shares one
 //! budget). One trait, one conformance suite.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use tokio::time::Instant;
+
+use crate::calls::CallLog;
+
+/// Calls of one key within a millisecond share an entry of its sliding window (see `calls.rs`).
+const LIMIT_SLOT: Duration = Duration::from_millis(1);
 
 /// How a key is limited: at most `limit` calls per `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +26,7 @@ pub struct Rule {
 pub enum Algorithm {
     /// Generic cell rate: a burst of `limit`, then one call every `window / limit`.
     Gcra,
-    /// Exactly `limit` calls in any `window` (a log of the window's calls).
+    /// At most `limit` calls in any `window` (a log of the window's calls, to the millisecond).
     SlidingWindow,
 }
 
@@ -121,7 +126,7 @@ pub struct MemoryLimiter {
 enum Entry {
     /// Theoretical arrival time.
     Gcra(Instant),
-    Window(VecDeque<Instant>),
+    Window(CallLog),
 }
 
 impl MemoryLimiter {
@@ -158,26 +163,21 @@ impl MemoryLimiter {
                 }
             }
             Algorithm::SlidingWindow => {
-                let entry = entry_of(&mut state, key, || Entry::Window(VecDeque::new()));
+                let entry = entry_of(&mut state, key, || Entry::Window(CallLog::new(LIMIT_SLOT)));
                 let Entry::Window(calls) = entry else {
-                    *entry = Entry::Window(VecDeque::new());
+                    *entry = Entry::Window(CallLog::new(LIMIT_SLOT));
                     return self_retry(rule);
                 };
-                while calls
-                    .front()
-                    .is_some_and(|at| now.duration_since(*at) >= rule.window)
-                {
-                    calls.pop_front();
-                }
-                if calls.len() as u32 >= limit {
-                    let oldest = calls.front().copied().unwrap_or(now);
+                calls.expire(now, rule.window);
+                if calls.calls() >= limit {
+                    let oldest = calls.oldest().unwrap_or(now);
                     return refused(rule, rule.window.saturating_sub(now.duration_since(oldest)));
                 }
-                calls.push_back(now);
+                calls.push(now, false);
                 Decision {
                     allowed: true,
                     limit,
-                    remaining: limit - calls.len() as u32,
+                    remaining: limit - calls.calls(),
                     retry_after: Duration::ZERO,
                 }
             }
@@ -225,11 +225,9 @@ impl Limiter for MemoryLimiter {
                     limit.saturating_sub(used)
                 }
                 Some(Entry::Window(calls)) => {
-                    let live = calls
-                        .iter()
-                        .filter(|at| now.duration_since(**at) < rule.window)
-                        .count();
-                    limit.saturating_sub(u32::try_from(live).unwrap_or(u32::MAX))
+                    let mut live = calls.clone();
+                    live.expire(now, rule.window);
+                    limit.saturating_sub(live.calls())
                 }
             })
         })

@@ -7,6 +7,8 @@
 //! conflicting lengths, or with a transfer coding other than `chunked` is refused — the classic
 //! request-smuggling disagreements between a proxy and its upstream cannot arise.
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::Method;
 
@@ -274,9 +276,9 @@ impl RequestHead {
     /// head is incomplete. The target must be origin-form (`/path?query`) or absolute-form
     /// (`http://host/path`, whose path is used).
     pub fn parse(buffer: &mut BytesMut) -> Result<Option<Self>, HeadError> {
-        let mut parsed = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut request = httparse::Request::new(&mut parsed);
-        let length = match request.parse(buffer) {
+        let mut parsed = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+        let mut request = httparse::Request::new(&mut []);
+        let length = match request.parse_with_uninit_headers(buffer, &mut parsed) {
             Ok(httparse::Status::Complete(length)) => length,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
@@ -307,8 +309,7 @@ impl RequestHead {
             None => (span(origin_start, origin_start + origin.len()), None),
         };
         let http11 = version == 1;
-        let used = request.headers.len();
-        let list = Fields::offsets(base, &parsed[..used]);
+        let list = Fields::offsets(base, request.headers);
         // The head's bytes move out of the buffer; the offsets stay valid (same memory).
         let raw = buffer.split_to(length).freeze();
         let fields = Fields::new(raw, list);
@@ -395,9 +396,14 @@ impl ResponseHead {
     /// Parses the response head at the start of `buffer` and splits it off; `None` while it
     /// is incomplete. `head_request`: the request was `HEAD` (no body follows).
     pub fn parse(buffer: &mut BytesMut, head_request: bool) -> Result<Option<Self>, HeadError> {
-        let mut parsed = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut response = httparse::Response::new(&mut parsed);
-        let length = match response.parse(buffer) {
+        let mut parsed = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_FIELDS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsing = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buffer,
+            &mut parsed,
+        );
+        let length = match parsing {
             Ok(httparse::Status::Complete(length)) => length,
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyFields),
@@ -406,9 +412,8 @@ impl ResponseHead {
         let (Some(status), Some(version)) = (response.code, response.version) else {
             return Err(HeadError::Invalid("malformed status line"));
         };
-        let used = response.headers.len();
         let base = buffer.as_ptr() as usize;
-        let list = Fields::offsets(base, &parsed[..used]);
+        let list = Fields::offsets(base, response.headers);
         let raw = buffer.split_to(length).freeze();
         let fields = Fields::new(raw, list);
         let http11 = version == 1;
