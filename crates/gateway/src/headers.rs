@@ -94,6 +94,7 @@ pub fn forward_fields(out: &mut Vec<u8>, head: &RequestHead, add: &Forward<'_>) 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use bytes::BytesMut;
 
@@ -129,8 +130,14 @@ mod tests {
         let out = forwarded(
             "GET /x HTTP/1.1\r\nHost: carpeta.gov.co\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Host: evil\r\nX-Request-ID: theirs\r\n\r\n",
         );
-        assert!(out.contains("x-forwarded-for: 203.0.113.9, 10.0.0.1\r\n"), "{out}");
-        assert!(out.contains("x-forwarded-host: carpeta.gov.co\r\n"), "{out}");
+        assert!(
+            out.contains("x-forwarded-for: 203.0.113.9, 10.0.0.1\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x-forwarded-host: carpeta.gov.co\r\n"),
+            "{out}"
+        );
         assert!(!out.contains("evil") && !out.contains("theirs"), "{out}");
     }
 
@@ -140,7 +147,13 @@ mod tests {
             let mut buffer = BytesMut::from(text.as_bytes());
             request_id(&RequestHead::parse(&mut buffer).unwrap().unwrap())
         };
-        assert_eq!(id("GET / HTTP/1.1\r\nX-Request-ID: abc-123\r\n\r\n"), "abc-123");
-        assert_eq!(id("GET / HTTP/1.1\r\nX-Request-ID: has space\r\n\r\n").len(), 36);
+        assert_eq!(
+            id("GET / HTTP/1.1\r\nX-Request-ID: abc-123\r\n\r\n"),
+            "abc-123"
+        );
+        assert_eq!(
+            id("GET / HTTP/1.1\r\nX-Request-ID: has space\r\n\r\n").len(),
+            36
+        );
     }
 }

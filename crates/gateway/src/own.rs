@@ -46,9 +46,15 @@ impl Gateway {
                 other => GatewayError::BadRequest(format!("request body: {other}")),
             };
             let response = self.inner.errors.render(&error, "");
-            let _ =
-                write::response(&mut client.io, response, head_request, true, out, OWN_TIMEOUT)
-                    .await;
+            let _ = write::response(
+                &mut client.io,
+                response,
+                head_request,
+                true,
+                out,
+                OWN_TIMEOUT,
+            )
+            .await;
             return false;
         }
         let response = match to_http(&request, body) {
@@ -62,8 +68,15 @@ impl Gateway {
             Err(error) => self.inner.errors.render(&error, ""),
         };
         let keep = request.keep_alive && !self.inner.draining.load(Ordering::Relaxed);
-        let written =
-            write::response(&mut client.io, response, head_request, !keep, out, OWN_TIMEOUT).await;
+        let written = write::response(
+            &mut client.io,
+            response,
+            head_request,
+            !keep,
+            out,
+            OWN_TIMEOUT,
+        )
+        .await;
         keep && written.is_ok()
     }
 }

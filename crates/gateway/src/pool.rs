@@ -55,9 +55,10 @@ impl InstancePool {
                 }
             }
         }
-        self.connect()
-            .await
-            .map(|conn| Checkout { conn, reused: false })
+        self.connect().await.map(|conn| Checkout {
+            conn,
+            reused: false,
+        })
     }
 
     /// A new connection, within the connect timeout.
@@ -101,6 +102,7 @@ fn still_open(conn: &mut Conn) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use tokio::io::AsyncWriteExt;
 

@@ -66,7 +66,13 @@ fn idempotent(method: &Method) -> bool {
 }
 
 /// `METHOD <base><path>[?query] HTTP/1.1` and `Host` for `instance`.
-fn request_line(out: &mut Vec<u8>, method: &Method, instance: &Instance, path: &str, query: Option<&str>) {
+fn request_line(
+    out: &mut Vec<u8>,
+    method: &Method,
+    instance: &Instance,
+    path: &str,
+    query: Option<&str>,
+) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(instance.base_path.as_bytes());
@@ -199,11 +205,8 @@ impl Exchange<'_> {
         let head_request = self.request.method == Method::HEAD;
         let mut head = Some(head);
         loop {
-            let Checkout { mut conn, reused } = self
-                .pool
-                .checkout()
-                .await
-                .map_err(ExchangeError::Connect)?;
+            let Checkout { mut conn, reused } =
+                self.pool.checkout().await.map_err(ExchangeError::Connect)?;
             // A connection the upstream closed while it sat idle answers nothing; a request that
             // can be sent again then goes on a new connection.
             let resend = reused && self.retryable;
@@ -211,11 +214,14 @@ impl Exchange<'_> {
                 let mut pending = head.take().unwrap_or_default();
                 self.send_body(&mut conn, client, &mut pending).await?;
                 *body_read = true;
-            } else if let Err(error) = conn.io.write_all(head.as_deref().unwrap_or_default()).await {
+            } else if let Err(error) = conn.io.write_all(head.as_deref().unwrap_or_default()).await
+            {
                 if resend {
                     continue;
                 }
-                return Err(ExchangeError::Upstream(format!("sending the request: {error}")));
+                return Err(ExchangeError::Upstream(format!(
+                    "sending the request: {error}"
+                )));
             }
             loop {
                 let parsed = if conn.buffer.is_empty() {
@@ -225,11 +231,15 @@ impl Exchange<'_> {
                 };
                 match parsed {
                     // Interim answers (100 Continue, 103 Early Hints) are not relayed.
-                    Ok(Some(answer)) if (100..200).contains(&answer.status) && answer.status != 101 => {
+                    Ok(Some(answer))
+                        if (100..200).contains(&answer.status) && answer.status != 101 =>
+                    {
                         continue;
                     }
                     Ok(Some(answer)) if answer.status == 101 => {
-                        return Err(ExchangeError::Upstream("unrequested protocol switch".into()));
+                        return Err(ExchangeError::Upstream(
+                            "unrequested protocol switch".into(),
+                        ));
                     }
                     Ok(Some(answer)) => return Ok((conn, answer)),
                     Ok(None) => {}
@@ -281,7 +291,7 @@ impl Exchange<'_> {
         .await
         .map(|_| ())
         .map_err(|error| {
-            if error.from_sender() {
+            if error.sender_at_fault() {
                 ExchangeError::Client(error)
             } else {
                 ExchangeError::Upstream(error.to_string())

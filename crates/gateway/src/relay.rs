@@ -86,7 +86,17 @@ pub(crate) async fn relay(
         out.extend_from_slice(b"connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    match transfer(&mut conn, framing, &mut client.io, encode, u64::MAX, idle, out).await {
+    match transfer(
+        &mut conn,
+        framing,
+        &mut client.io,
+        encode,
+        u64::MAX,
+        idle,
+        out,
+    )
+    .await
+    {
         Ok(_) => {
             if head.keep_alive {
                 pool.give_back(conn);
@@ -101,7 +111,7 @@ pub(crate) async fn relay(
             out.clear();
             Relayed {
                 keep: false,
-                failure: error.from_sender().then_some(Failure::Protocol),
+                failure: error.sender_at_fault().then_some(Failure::Protocol),
             }
         }
     }

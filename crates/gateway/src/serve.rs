@@ -68,7 +68,15 @@ impl Gateway {
         let mut outcome = Outcome::default();
         let mut body_read = !request.framing.has_body();
         let result = self
-            .proxy(client, &request, peer, &request_id, &trace, &mut outcome, &mut body_read)
+            .proxy(
+                client,
+                &request,
+                peer,
+                &request_id,
+                &trace,
+                &mut outcome,
+                &mut body_read,
+            )
             .instrument(span.clone())
             .await;
         let keep = request.keep_alive && !self.inner.draining.load(Ordering::Relaxed);
@@ -80,7 +88,8 @@ impl Gateway {
             Ok(answer) => {
                 let status = answer.head.status;
                 let own = own_fields(&request_id, outcome.decision);
-                let relayed = relay(client, answer, &request, &own, keep && body_read, out, idle).await;
+                let relayed =
+                    relay(client, answer, &request, &own, keep && body_read, out, idle).await;
                 if let Some(failure) = relayed.failure {
                     outcome.failures.push(failure);
                 }
@@ -104,7 +113,15 @@ impl Gateway {
             }
         };
         span.record("http.response.status_code", status);
-        self.record(&request, peer, &request_id, &trace, &outcome, status, started);
+        self.record(
+            &request,
+            peer,
+            &request_id,
+            &trace,
+            &outcome,
+            status,
+            started,
+        );
         keep
     }
 
@@ -253,7 +270,15 @@ impl Gateway {
             traceparent: &trace.to_header(),
         };
         headers::forward_fields(&mut fields, request, &add);
-        proxy::forward(&route, request, &fields, client, &mut outcome.failures, body_read).await
+        proxy::forward(
+            &route,
+            request,
+            &fields,
+            client,
+            &mut outcome.failures,
+            body_read,
+        )
+        .await
     }
 }
 

@@ -63,7 +63,7 @@ pub enum BodyError {
 
 impl BodyError {
     /// The fault lies with the reading side (as opposed to the receiver going away).
-    pub fn from_sender(&self) -> bool {
+    pub fn sender_at_fault(&self) -> bool {
         !matches!(self, BodyError::Write(_))
     }
 }

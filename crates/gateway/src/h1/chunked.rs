@@ -172,6 +172,7 @@ pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
 pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -200,7 +201,10 @@ mod tests {
         for piece in [1, 2, 3, 7, 64] {
             assert_eq!(decode_all(body, piece).unwrap(), b"hello, world", "{piece}");
         }
-        assert_eq!(decode_all(b"A\r\n0123456789\r\n0\r\n\r\n", 4).unwrap(), b"0123456789");
+        assert_eq!(
+            decode_all(b"A\r\n0123456789\r\n0\r\n\r\n", 4).unwrap(),
+            b"0123456789"
+        );
     }
 
     #[test]
@@ -215,7 +219,11 @@ mod tests {
             b"11111111111111111\r\n",
             b"\r\n",
         ] {
-            assert!(decode_all(bad, 64).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_all(bad, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -228,5 +236,24 @@ mod tests {
         let mut again = out.clone();
         again.extend_from_slice(LAST_CHUNK);
         assert_eq!(decode_all(&again, 5).unwrap(), vec![b'x'; 26]);
+    }
+
+    #[test]
+    fn random_input_never_panics() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let alphabet = b"0123456789abcdefABCDEF;= \t\r\nxz";
+        for _ in 0..20_000 {
+            let length = (next() % 40) as usize;
+            let input: Vec<u8> = (0..length)
+                .map(|_| alphabet[(next() as usize) % alphabet.len()])
+                .collect();
+            let _ = decode_all(&input, (next() % 5 + 1) as usize);
+        }
     }
 }

@@ -197,7 +197,8 @@ impl Fields {
         let mut length = None;
         for value in self.all(Kind::ContentLength) {
             for part in value.split(|b| *b == b',').map(trim) {
-                let parsed = parse_decimal(part).ok_or(HeadError::Invalid("invalid Content-Length"))?;
+                let parsed =
+                    parse_decimal(part).ok_or(HeadError::Invalid("invalid Content-Length"))?;
                 if length.is_some_and(|seen| seen != parsed) {
                     return Err(HeadError::Invalid("conflicting Content-Length fields"));
                 }
@@ -448,6 +449,7 @@ impl ResponseHead {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -525,10 +527,26 @@ mod tests {
             ResponseHead::parse(&mut buffer, head).unwrap().unwrap()
         };
         let ok = parse("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", false);
-        assert_eq!((ok.status, ok.framing, ok.keep_alive), (200, Framing::Length(12), true));
-        assert_eq!(parse("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", true).framing, Framing::Empty);
-        assert_eq!(parse("HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n", false).framing, Framing::Empty);
-        let chunked = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", false);
+        assert_eq!(
+            (ok.status, ok.framing, ok.keep_alive),
+            (200, Framing::Length(12), true)
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", true).framing,
+            Framing::Empty
+        );
+        assert_eq!(
+            parse(
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 12\r\n\r\n",
+                false
+            )
+            .framing,
+            Framing::Empty
+        );
+        let chunked = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            false,
+        );
         assert_eq!(chunked.framing, Framing::Chunked);
         let close = parse("HTTP/1.1 200 OK\r\n\r\n", false);
         assert_eq!((close.framing, close.keep_alive), (Framing::Close, false));
@@ -537,6 +555,42 @@ mod tests {
         let text = b"HTTP/1.1 200 OK\r\nContent-";
         let mut partial = BytesMut::from(&text[..]);
         assert!(matches!(ResponseHead::parse(&mut partial, false), Ok(None)));
-        assert_eq!(partial.len(), text.len(), "nothing is consumed from a partial head");
+        assert_eq!(
+            partial.len(),
+            text.len(),
+            "nothing is consumed from a partial head"
+        );
+    }
+
+    /// Random damage to valid heads: every outcome is a head or an error, never a panic.
+    #[test]
+    fn mutated_heads_never_panic() {
+        let seeds: [&[u8]; 3] = [
+            b"POST /api/x?a=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nConnection: close, x-a\r\nx-a: 1\r\n\r\n",
+            b"GET http://h/p HTTP/1.0\r\nTransfer-Encoding: chunked\r\nX-Telar-User: a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let mut bytes = seeds[round % seeds.len()].to_vec();
+            for _ in 0..(next() % 4 + 1) {
+                let at = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => bytes[at] = next() as u8,
+                    1 => bytes.insert(at, next() as u8),
+                    _ => {
+                        bytes.remove(at);
+                    }
+                }
+            }
+            let _ = RequestHead::parse(&mut BytesMut::from(&bytes[..]));
+            let _ = ResponseHead::parse(&mut BytesMut::from(&bytes[..]), round % 2 == 0);
+        }
     }
 }

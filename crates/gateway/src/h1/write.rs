@@ -118,6 +118,7 @@ fn own_fields(out: &mut Vec<u8>, headers: &HeaderMap) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -135,7 +136,10 @@ mod tests {
         let mut out = Vec::new();
         date(&mut out);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("date: ") && text.ends_with(" GMT\r\n"), "{text}");
+        assert!(
+            text.starts_with("date: ") && text.ends_with(" GMT\r\n"),
+            "{text}"
+        );
         assert_eq!(text.len(), "date: Sun, 06 Nov 1994 08:49:37 GMT\r\n".len());
     }
 }
