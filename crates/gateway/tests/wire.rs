@@ -229,3 +229,32 @@ async fn connections_an_upstream_closed_while_idle_are_never_used() {
     // Each request reached the upstream exactly once.
     assert_eq!(served.load(Ordering::SeqCst), 20);
 }
+
+#[tokio::test]
+async fn a_drain_finishes_requests_in_flight_and_closes_idle_connections() {
+    let up = upstream().await;
+    let gw = start(public(&up.url), &Issuer::new()).await;
+    // One connection idle after a request, one with a request in flight.
+    let mut idle = connect(&gw.url).await;
+    idle.write_all(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    read_until(&mut idle, "\"/warm\"", 1).await;
+    let mut busy = connect(&gw.url).await;
+    busy.write_all(b"GET /slow/400 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // The slow request has reached the upstream before the drain starts.
+    eventually("the slow request is upstream", || async {
+        up.seen.hits.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    gw.shutdown.trigger();
+    // The idle connection is closed without an answer; the busy one gets its answer, marked
+    // as the connection's last.
+    assert_eq!(read_to_close(&mut idle).await, "");
+    let answer = read_to_close(&mut busy).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.ends_with("slow"), "{answer}");
+}

@@ -22,9 +22,29 @@ pub fn install_metrics() {
             Ok(builder) => builder.install_recorder().ok(),
             Err(_) => None,
         };
+        if let Some(handle) = &handle {
+            spawn_upkeep(handle.clone());
+        }
         crate::catalog::describe_all();
         handle
     });
+}
+
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Histograms keep every sample until they are folded into buckets — at a scrape, or here. A
+/// process nobody scrapes (a laptop, `telar up`) would otherwise keep 8 bytes per request per
+/// histogram for ever (measured: +40 MiB in a minute of gateway load).
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let _ = std::thread::Builder::new()
+        .name("telar-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
 }
 
 /// The Prometheus text exposition of every metric recorded in this process.
