@@ -3,8 +3,10 @@
 //! identity turned into `x-telar-*` headers for upstreams, and the same headers removed from
 //! whatever a client sends.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -58,9 +60,22 @@ impl Identity {
     }
 }
 
+/// Identities remembered per thread (at most this many), in front of the shared cache.
+const LOCAL_ENTRIES: usize = 1024;
+
+thread_local! {
+    /// Each event loop's own copy of the identities it met, keyed by cache and token hash: a
+    /// request then reads no lock that the other cores write to.
+    static LOCAL: RefCell<HashMap<(usize, u64), Arc<Identity>>> = RefCell::new(HashMap::new());
+}
+
+static NEXT_CACHE: AtomicUsize = AtomicUsize::new(0);
+
 /// Verifies tokens and remembers the good ones until they expire.
 #[derive(Clone)]
 pub struct EdgeAuth {
+    /// Tells this cache's entries apart in the per-thread copies.
+    id: usize,
     verifier: Verifier,
     rules: Arc<RoleRules>,
     /// Keyed by a hash of the token's signature (its last bytes): cheap to compute on every
@@ -73,6 +88,7 @@ pub struct EdgeAuth {
 impl EdgeAuth {
     pub fn new(verifier: Verifier, rules: Arc<RoleRules>, capacity: usize) -> Self {
         EdgeAuth {
+            id: NEXT_CACHE.fetch_add(1, Ordering::Relaxed),
             verifier,
             rules,
             cache: Arc::default(),
@@ -87,12 +103,21 @@ impl EdgeAuth {
         let now = now_secs();
         let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
         let key = self.hasher.hash_one(tail);
-        if let Ok(cache) = self.cache.read()
-            && let Some(identity) = cache.get(&key)
-            && identity.claims.exp > now
-            && *identity.token == *token
-        {
-            return Ok(identity.clone());
+        let usable =
+            |identity: &Arc<Identity>| identity.claims.exp > now && *identity.token == *token;
+        let local =
+            LOCAL.with_borrow(|local| local.get(&(self.id, key)).filter(|i| usable(i)).cloned());
+        if let Some(identity) = local {
+            return Ok(identity);
+        }
+        let shared = self
+            .cache
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(&key).filter(|i| usable(i)).cloned());
+        if let Some(identity) = shared {
+            self.remember_here(key, &identity);
+            return Ok(identity);
         }
         let claims = self.verifier.verify(token).await?;
         let identity = Arc::new(Identity::new(token, claims, &self.rules));
@@ -106,8 +131,19 @@ impl EdgeAuth {
                 }
             }
             cache.insert(key, identity.clone());
+            drop(cache);
+            self.remember_here(key, &identity);
         }
         Ok(identity)
+    }
+
+    fn remember_here(&self, key: u64, identity: &Arc<Identity>) {
+        LOCAL.with_borrow_mut(|local| {
+            if local.len() >= LOCAL_ENTRIES {
+                local.clear();
+            }
+            local.insert((self.id, key), identity.clone());
+        });
     }
 }
 

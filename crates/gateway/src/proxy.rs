@@ -14,6 +14,7 @@ use crate::error::GatewayError;
 use crate::h1::body::{BodyError, Conn, Encode, transfer};
 use crate::h1::head::{Framing, RequestHead, ResponseHead};
 use crate::h1::write::field;
+use crate::headers::{Forward, forward_fields};
 use crate::pool::{Checkout, InstancePool};
 use crate::routes::Route;
 use crate::upstream::Instance;
@@ -85,13 +86,13 @@ fn request_line(
     field(out, b"host", instance.host.as_bytes());
 }
 
-/// Sends the request — its head's `fields` already rewritten, its body read from `client` as it
-/// arrives — and returns the upstream's answer. `failures` receives each upstream failure,
+/// Sends the request — its head rewritten with what `add` says, its body read from `client` as
+/// it arrives — and returns the upstream's answer. `failures` receives each upstream failure,
 /// including those retried; `body_read` tells whether the client's body was read to its end.
 pub async fn forward(
     route: &Route,
     request: &RequestHead,
-    fields: &[u8],
+    add: &Forward<'_>,
     client: &mut Conn,
     failures: &mut Vec<Failure>,
     body_read: &mut bool,
@@ -113,9 +114,9 @@ pub async fn forward(
             })?;
         let instance = &upstream.instances[index];
         failed = Some(index);
-        let mut head = Vec::with_capacity(fields.len() + 128);
+        let mut head = Vec::with_capacity(2048);
         request_line(&mut head, &request.method, instance, &path, request.query());
-        head.extend_from_slice(fields);
+        forward_fields(&mut head, request, add);
         let exchange = Exchange {
             pool: &instance.pool,
             request,

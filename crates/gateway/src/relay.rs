@@ -5,6 +5,8 @@
 
 use std::time::Duration;
 
+use telar_resilience::Decision;
+
 use crate::h1::body::{Conn, Encode, transfer};
 use crate::h1::head::{Framing, Kind, RequestHead};
 use crate::h1::write::{date, field, number, status_line};
@@ -17,13 +19,40 @@ pub(crate) struct Relayed {
     pub failure: Option<Failure>,
 }
 
-/// Writes `answer` to `client`. `own`: the gateway's fields (request id, rate limits); `keep`:
-/// whether the client connection may stay open after this answer.
+/// What the gateway adds to every relayed response: the request id and the caller's rate-limit
+/// budget.
+pub(crate) struct Own<'a> {
+    pub request_id: &'a str,
+    pub decision: Option<Decision>,
+}
+
+impl Own<'_> {
+    fn write(&self, out: &mut Vec<u8>) {
+        field(out, b"x-request-id", self.request_id.as_bytes());
+        if let Some(decision) = self.decision {
+            out.extend_from_slice(b"ratelimit-limit: ");
+            number(out, u64::from(decision.limit));
+            out.extend_from_slice(b"\r\nratelimit-remaining: ");
+            number(out, u64::from(decision.remaining));
+            out.extend_from_slice(b"\r\nratelimit-reset: ");
+            number(out, reset_secs(decision));
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Seconds until a decision's window frees a call, rounded up.
+pub(crate) fn reset_secs(decision: Decision) -> u64 {
+    u64::try_from(decision.retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
+}
+
+/// Writes `answer` to `client` with the gateway's own fields; `keep`: whether the client
+/// connection may stay open after this answer.
 pub(crate) async fn relay(
     client: &mut Conn,
     answer: Answer,
     request: &RequestHead,
-    own: &[u8],
+    own: &Own<'_>,
     keep: bool,
     out: &mut Vec<u8>,
     idle: Duration,
@@ -68,7 +97,7 @@ pub(crate) async fn relay(
     if !dated {
         date(out);
     }
-    out.extend_from_slice(own);
+    own.write(out);
     match (framing, encode) {
         (Framing::Length(length), _) => {
             out.extend_from_slice(b"content-length: ");

@@ -19,7 +19,7 @@ use crate::h1::write;
 use crate::headers::{self, Forward};
 use crate::identity::{Identity, bearer_value};
 use crate::proxy::{self, Answer, Failure};
-use crate::relay::relay;
+use crate::relay::{Own, relay, reset_secs};
 use crate::routes::{Route, has_dot_segments};
 
 /// What one request went through, for its log line and metrics.
@@ -87,7 +87,10 @@ impl Gateway {
         let (status, keep) = match result {
             Ok(answer) => {
                 let status = answer.head.status;
-                let own = own_fields(&request_id, outcome.decision);
+                let own = Own {
+                    request_id: &request_id,
+                    decision: outcome.decision,
+                };
                 let relayed =
                     relay(client, answer, &request, &own, keep && body_read, out, idle).await;
                 if let Some(failure) = relayed.failure {
@@ -262,18 +265,16 @@ impl Gateway {
                 limit: route.max_body,
             });
         }
-        let mut fields = Vec::with_capacity(1024);
         let add = Forward {
             identity: identity.as_deref(),
             client_ip: peer.ip_text(),
             request_id,
             traceparent: &trace.to_header(),
         };
-        headers::forward_fields(&mut fields, request, &add);
         proxy::forward(
             &route,
             request,
-            &fields,
+            &add,
             client,
             &mut outcome.failures,
             body_read,
@@ -295,29 +296,8 @@ const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
-fn reset_secs(decision: Decision) -> u64 {
-    u64::try_from(decision.retry_after.as_millis().div_ceil(1000)).unwrap_or(u64::MAX)
-}
-
 fn rate_limit_headers(headers: &mut HeaderMap, decision: Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(decision.limit));
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(decision.remaining));
     headers.insert(RATELIMIT_RESET, HeaderValue::from(reset_secs(decision)));
-}
-
-/// The fields the gateway adds to every relayed response: the request id and the caller's
-/// rate-limit budget.
-fn own_fields(request_id: &str, decision: Option<Decision>) -> Vec<u8> {
-    let mut own = Vec::with_capacity(128);
-    write::field(&mut own, b"x-request-id", request_id.as_bytes());
-    if let Some(decision) = decision {
-        own.extend_from_slice(b"ratelimit-limit: ");
-        write::number(&mut own, u64::from(decision.limit));
-        own.extend_from_slice(b"\r\nratelimit-remaining: ");
-        write::number(&mut own, u64::from(decision.remaining));
-        own.extend_from_slice(b"\r\nratelimit-reset: ");
-        write::number(&mut own, reset_secs(decision));
-        own.extend_from_slice(b"\r\n");
-    }
-    own
 }
