@@ -75,6 +75,8 @@ CONF
 nginx -c "$work/nginx.conf" -p "$work/nginx" 
 nginx="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do curl -s -o /dev/null "$nginx/api/x" && break; sleep 0.05; done
+# nginx's workers (the master only supervises): their CPU is compared with the gateway's.
+nginx_workers=$(pgrep -P "$(cat "$work/nginx.pid")" | tr '\n' ' ')
 
 path=/api/citizens/1032456789
 status=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$gateway$path")
@@ -85,26 +87,40 @@ status=$(curl -s -o /dev/null -w '%{http_code}' "$gateway$path")
 to_ms() { # wrk latency like 120.5us / 1.2ms / 1.1s
   awk -v v="$1" 'BEGIN { if (v ~ /us$/) { sub(/us$/,"",v); print v/1000 } else if (v ~ /ms$/) { sub(/ms$/,"",v); print v } else if (v ~ /s$/) { sub(/s$/,"",v); print v*1000 } else print v }'
 }
-measure() { # url -> "rps p50ms p99ms"
-  local out rps p50 p99
-  out=$(wrk -t1 -c$connections -d"$duration" --latency -H "Authorization: Bearer $token" "$1")
+ticks() { # pids -> CPU ticks (user + system) of all their threads
+  local total=0 stat
+  for pid in "$@"; do
+    for stat in /proc/"$pid"/task/*/stat; do total=$((total + $(awk '{print $14 + $15}' "$stat"))); done
+  done
+  echo "$total"
+}
+measure() { # url [pids] -> "rps p50ms p99ms cpu_us_per_request (of pids; 0 without)"
+  local out rps p50 p99 url=$1 before after requests cpu=0
+  shift
+  before=$(ticks "$@")
+  out=$(wrk -t1 -c$connections -d"$duration" --latency -H "Authorization: Bearer $token" "$url")
+  after=$(ticks "$@")
   if echo "$out" | grep -q 'Non-2xx'; then echo "non-2xx answers from $1" >&2; echo "$out" >&2; exit 1; fi
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(to_ms "$(echo "$out" | awk '$1=="50%" {print $2}')")
   p99=$(to_ms "$(echo "$out" | awk '$1=="99%" {print $2}')")
-  echo "$rps $p50 $p99"
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  if [ $# -gt 0 ]; then
+    cpu=$(awk -v t=$((after - before)) -v n="$requests" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
+  fi
+  echo "$rps $p50 $p99 $cpu"
 }
 for target in "$upstream" "$nginx" "$gateway"; do wrk -t1 -c$connections -d"$warmup" -H "Authorization: Bearer $token" "$target$path" > /dev/null; done
 : > "$work/runs"
 for run in $(seq 1 "$runs"); do
-  d=$(measure "$upstream$path"); n=$(measure "$nginx$path"); g=$(measure "$gateway$path")
-  echo "[bench] run $run: direct $d | nginx $n | telar $g   (req/s p50_ms p99_ms)" >&2
+  d=$(measure "$upstream$path"); n=$(measure "$nginx$path" $nginx_workers); g=$(measure "$gateway$path" "$gateway_pid")
+  echo "[bench] run $run: direct $d | nginx $n | telar $g   (req/s p50_ms p99_ms cpu_us/req)" >&2
   echo "$d $n $g" >> "$work/runs"
 done
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 col() { awk -v c="$1" '{print $c}' "$work/runs" | median; }
-ratio=$(awk '{printf "%.3f\n", $7/$4}' "$work/runs" | median)
-p99_ratio=$(awk '{ if ($6 > 0) printf "%.3f\n", $9/$6; else print 0 }' "$work/runs" | median)
+ratio=$(awk '{printf "%.3f\n", $9/$5}' "$work/runs" | median)
+p99_ratio=$(awk '{ if ($7 > 0) printf "%.3f\n", $11/$7; else print 0 }' "$work/runs" | median)
 
 # A large upload through each proxy (streamed by curl from /dev/zero), and the gateway's peak RSS.
 upload() { # url -> seconds
@@ -119,8 +135,8 @@ mibps() { awk -v s="$1" -v m="$upload_mib" 'BEGIN { printf "%.0f", m / s }'; }
 
 echo "load: wrk -t1 -c$connections -d$duration, GET $path with a bearer token, medians of $runs interleaved runs"
 echo "direct:  $(col 1) req/s  p50 $(col 2) ms  p99 $(col 3) ms"
-echo "nginx:   $(col 4) req/s  p50 $(col 5) ms  p99 $(col 6) ms   (proxy_pass, keepalive 128, access log on)"
-echo "telar:   $(col 7) req/s  p50 $(col 8) ms  p99 $(col 9) ms   (JWT verified, rate limit counted, access log on)"
+echo "nginx:   $(col 5) req/s  p50 $(col 6) ms  p99 $(col 7) ms  CPU $(col 8) µs/request   (proxy_pass, keepalive 128, access log on)"
+echo "telar:   $(col 9) req/s  p50 $(col 10) ms  p99 $(col 11) ms  CPU $(col 12) µs/request   (JWT verified, rate limit counted, access log on)"
 echo "telar/nginx: throughput ratio $ratio  p99 ratio $p99_ratio (targets: >= 1.0 and <= 1.2)"
 echo "upload ${upload_mib} MiB: direct $(mibps "$t_direct") MiB/s  nginx $(mibps "$t_nginx") MiB/s  telar $(mibps "$t_gateway") MiB/s  telar peak RSS $((rss_before / 1024)) -> $((rss_after / 1024)) MiB"
-echo "RESULT name=gateway value=$(col 7) reference=$(col 4) ratio=$ratio unit=req/s"
+echo "RESULT name=gateway value=$(col 9) reference=$(col 5) ratio=$ratio unit=req/s"
