@@ -57,6 +57,8 @@ enum ExchangeError {
     Client(BodyError),
     /// The upstream broke the exchange.
     Upstream(String),
+    /// The upstream stopped reading the request's body (it may have answered already).
+    Stopped(String),
 }
 
 fn idempotent(method: &Method) -> bool {
@@ -157,7 +159,7 @@ pub async fn forward(
                 };
                 (Failure::Connect, Some(error))
             }
-            Ok(Err(ExchangeError::Upstream(reason))) => {
+            Ok(Err(ExchangeError::Upstream(reason) | ExchangeError::Stopped(reason))) => {
                 permit.failure();
                 tracing::debug!(upstream = %upstream.name, %reason, "upstream exchange failed");
                 let error = GatewayError::BadGateway {
@@ -213,8 +215,21 @@ impl Exchange<'_> {
             let resend = reused && self.retryable;
             if self.request.framing.has_body() {
                 let mut pending = head.take().unwrap_or_default();
-                self.send_body(&mut conn, client, &mut pending).await?;
-                *body_read = true;
+                match self.send_body(&mut conn, client, &mut pending).await {
+                    Ok(()) => *body_read = true,
+                    // An upstream may refuse a body before reading it all (413, 401, …) and
+                    // close: its answer is relayed, and the client's connection closes after it.
+                    Err(ExchangeError::Stopped(reason)) => {
+                        return match early_answer(&mut conn, head_request, self.idle).await {
+                            Some(mut answer) => {
+                                answer.keep_alive = false;
+                                Ok((conn, answer))
+                            }
+                            None => Err(ExchangeError::Upstream(reason)),
+                        };
+                    }
+                    Err(other) => return Err(other),
+                }
             } else if let Err(error) = conn.io.write_all(head.as_deref().unwrap_or_default()).await
             {
                 if resend {
@@ -295,8 +310,30 @@ impl Exchange<'_> {
             if error.sender_at_fault() {
                 ExchangeError::Client(error)
             } else {
-                ExchangeError::Upstream(error.to_string())
+                ExchangeError::Stopped(error.to_string())
             }
         })
     }
+}
+
+/// A final response an upstream sent while it stopped reading the request, if one arrives.
+async fn early_answer(conn: &mut Conn, head_request: bool, idle: Duration) -> Option<ResponseHead> {
+    let read = async {
+        loop {
+            if !conn.buffer.is_empty() {
+                match ResponseHead::parse(&mut conn.buffer, head_request) {
+                    Ok(Some(answer)) if answer.status >= 200 => return Some(answer),
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {}
+                    Err(_) => return None,
+                }
+            }
+            if conn.buffer.len() > MAX_RESPONSE_HEAD
+                || !matches!(conn.fill(8 * 1024).await, Ok(n) if n > 0)
+            {
+                return None;
+            }
+        }
+    };
+    tokio::time::timeout(idle, read).await.ok().flatten()
 }

@@ -258,3 +258,43 @@ async fn a_drain_finishes_requests_in_flight_and_closes_idle_connections() {
     assert!(answer.contains("connection: close"), "{answer}");
     assert!(answer.ends_with("slow"), "{answer}");
 }
+
+/// An upstream that refuses every request as soon as it has read the head, without reading the
+/// body, and closes.
+async fn refusing_upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                let _ = stream
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!")
+                    .await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_upstream_refusing_a_body_before_reading_it_is_answered_through() {
+    let url = refusing_upstream().await;
+    let gw = start(public(&url), &Issuer::new()).await;
+    let response = client()
+        .post(gw.at("/upload"))
+        .body(vec![0u8; 8 << 20])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.text().await.unwrap(), "too big!");
+}
