@@ -11,7 +11,6 @@ use std::time::Duration;
 use common::*;
 use telar_gateway::{GatewayConfig, LimitBackend, LimitsConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 fn limited(url: &str, limits: LimitsConfig) -> GatewayConfig {
     let mut public = route("/public", "up");
@@ -231,18 +230,6 @@ async fn anonymous_callers_are_limited_by_address_unless_allowlisted() {
             200
         );
     }
-}
-
-async fn raw(url: &str) -> TcpStream {
-    TcpStream::connect(url.trim_start_matches("http://"))
-        .await
-        .unwrap()
-}
-
-async fn read_all(stream: &mut TcpStream) -> String {
-    let mut buffer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
-    String::from_utf8_lossy(&buffer).into_owned()
 }
 
 #[tokio::test]

@@ -24,19 +24,6 @@ fn public(url: &str) -> GatewayConfig {
     }
 }
 
-async fn connect(url: &str) -> TcpStream {
-    TcpStream::connect(url.trim_start_matches("http://"))
-        .await
-        .unwrap()
-}
-
-/// Everything the gateway sends until it closes the connection (at most 10 s).
-async fn read_to_close(stream: &mut TcpStream) -> String {
-    let mut buffer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
-    String::from_utf8_lossy(&buffer).into_owned()
-}
-
 /// Reads until `needle` has been seen `times` times.
 async fn read_until(stream: &mut TcpStream, needle: &str, times: usize) -> String {
     let mut buffer = Vec::new();
@@ -71,9 +58,9 @@ async fn smuggling_shaped_framing_is_refused_before_the_upstream() {
         "GET /x HTTP/1.1\r\nHost: x\r\n folded: value\r\n\r\n",
         "GET /x HTTP/2.0\r\nHost: x\r\n\r\n",
     ] {
-        let mut stream = connect(&gw.url).await;
+        let mut stream = raw(&gw.url).await;
         stream.write_all(request.as_bytes()).await.unwrap();
-        let answer = read_to_close(&mut stream).await;
+        let answer = read_all(&mut stream).await;
         assert!(
             answer.starts_with("HTTP/1.1 400"),
             "{request:?} → {answer:?}"
@@ -81,12 +68,12 @@ async fn smuggling_shaped_framing_is_refused_before_the_upstream() {
     }
     // A chunked body whose size line ends in a bare LF is cut off with 400, and the request it
     // was hiding never reaches the upstream.
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_all(&mut stream).await;
     assert!(answer.contains("400"), "{answer:?}");
     assert!(!answer.contains("/smuggled"), "{answer:?}");
     assert_eq!(up.seen.bytes.load(Ordering::SeqCst), 0);
@@ -96,12 +83,12 @@ async fn smuggling_shaped_framing_is_refused_before_the_upstream() {
 async fn pipelined_requests_are_answered_in_order_on_one_connection() {
     let up = upstream().await;
     let gw = start(public(&up.url), &Issuer::new()).await;
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     stream
         .write_all(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\nGET /third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_all(&mut stream).await;
     assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
     let first = answer.find("\"/first\"").unwrap();
     let second = answer.find("\"/second\"").unwrap();
@@ -115,7 +102,7 @@ async fn pipelined_requests_are_answered_in_order_on_one_connection() {
 async fn expect_continue_and_chunked_uploads_reach_the_upstream_whole() {
     let up = upstream().await;
     let gw = start(public(&up.url), &Issuer::new()).await;
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     stream
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n")
         .await
@@ -126,7 +113,7 @@ async fn expect_continue_and_chunked_uploads_reach_the_upstream_whole() {
     let answer = read_until(&mut stream, "10", 1).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     // Chunks of odd sizes, with an extension and a trailer, arrive as one body.
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     let mut request =
         b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     let mut total = 0;
@@ -150,12 +137,12 @@ async fn http10_clients_get_bodies_of_unknown_length_until_the_close_and_head_ge
     let up = upstream().await;
     let gw = start(public(&up.url), &Issuer::new()).await;
     // The upstream streams this body (no length): chunked to HTTP/1.1, raw to HTTP/1.0.
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     stream
         .write_all(b"GET /download/100000 HTTP/1.0\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_all(&mut stream).await;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert!(head.contains("connection: close"), "{head}");
@@ -164,32 +151,32 @@ async fn http10_clients_get_bodies_of_unknown_length_until_the_close_and_head_ge
         "{head}"
     );
     assert_eq!(body.len(), 100_000);
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     stream
         .write_all(b"GET /download/100000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_all(&mut stream).await;
     assert!(
         answer.contains("transfer-encoding: chunked"),
         "{answer:.300}"
     );
     assert!(answer.ends_with("\r\n0\r\n\r\n"));
     // HEAD: the length of what GET would send, and no body.
-    let mut stream = connect(&gw.url).await;
+    let mut stream = raw(&gw.url).await;
     stream
         .write_all(b"HEAD /anything HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
-    let answer = read_to_close(&mut stream).await;
+    let answer = read_all(&mut stream).await;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(body, "", "{answer}");
 }
 
-/// An upstream that answers one request per connection and then closes it, without saying so:
-/// every pooled connection is dead by the time the gateway reuses it.
-async fn closing_upstream() -> (String, Arc<AtomicUsize>) {
+/// An upstream that reads each request's head, sends `answer` at once (without reading any
+/// body) and closes the connection, counting the requests it answered.
+async fn one_shot_upstream(answer: &'static [u8]) -> (String, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let served = Arc::new(AtomicUsize::new(0));
@@ -199,17 +186,16 @@ async fn closing_upstream() -> (String, Arc<AtomicUsize>) {
             let count = count.clone();
             tokio::spawn(async move {
                 let mut head = Vec::new();
-                let mut byte = [0u8; 1024];
+                let mut chunk = [0u8; 1024];
                 while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut byte).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&byte[..n]),
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
                         _ => return,
                     }
                 }
                 count.fetch_add(1, Ordering::SeqCst);
-                let _ = stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                    .await;
+                let _ = stream.write_all(answer).await;
+                let _ = stream.shutdown().await;
             });
         }
     });
@@ -218,7 +204,9 @@ async fn closing_upstream() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn connections_an_upstream_closed_while_idle_are_never_used() {
-    let (url, served) = closing_upstream().await;
+    // Keep-alive by default (HTTP/1.1, no `Connection: close`), yet every connection is closed:
+    // each pooled connection is dead by the time the gateway reuses it.
+    let (url, served) = one_shot_upstream(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
     let gw = start(public(&url), &Issuer::new()).await;
     let http = client();
     for attempt in 0..20 {
@@ -235,12 +223,12 @@ async fn a_drain_finishes_requests_in_flight_and_closes_idle_connections() {
     let up = upstream().await;
     let gw = start(public(&up.url), &Issuer::new()).await;
     // One connection idle after a request, one with a request in flight.
-    let mut idle = connect(&gw.url).await;
+    let mut idle = raw(&gw.url).await;
     idle.write_all(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
     read_until(&mut idle, "\"/warm\"", 1).await;
-    let mut busy = connect(&gw.url).await;
+    let mut busy = raw(&gw.url).await;
     busy.write_all(b"GET /slow/400 HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
@@ -252,42 +240,19 @@ async fn a_drain_finishes_requests_in_flight_and_closes_idle_connections() {
     gw.shutdown.trigger();
     // The idle connection is closed without an answer; the busy one gets its answer, marked
     // as the connection's last.
-    assert_eq!(read_to_close(&mut idle).await, "");
-    let answer = read_to_close(&mut busy).await;
+    assert_eq!(read_all(&mut idle).await, "");
+    let answer = read_all(&mut busy).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert!(answer.contains("connection: close"), "{answer}");
     assert!(answer.ends_with("slow"), "{answer}");
 }
 
-/// An upstream that refuses every request as soon as it has read the head, without reading the
-/// body, and closes.
-async fn refusing_upstream() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut chunk = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut chunk).await {
-                        Ok(n) if n > 0 => head.extend_from_slice(&chunk[..n]),
-                        _ => return,
-                    }
-                }
-                let _ = stream
-                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!")
-                    .await;
-                let _ = stream.shutdown().await;
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test]
 async fn an_upstream_refusing_a_body_before_reading_it_is_answered_through() {
-    let url = refusing_upstream().await;
+    let (url, _) = one_shot_upstream(
+        b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!",
+    )
+    .await;
     let gw = start(public(&url), &Issuer::new()).await;
     let response = client()
         .post(gw.at("/upload"))

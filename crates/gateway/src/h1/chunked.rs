@@ -240,13 +240,7 @@ mod tests {
 
     #[test]
     fn random_input_never_panics() {
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::h1::test_rng(0x2545_f491_4f6c_dd1du64);
         let alphabet = b"0123456789abcdefABCDEF;= \t\r\nxz";
         for _ in 0..20_000 {
             let length = (next() % 40) as usize;

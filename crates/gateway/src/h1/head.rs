@@ -570,13 +570,7 @@ mod tests {
             b"GET http://h/p HTTP/1.0\r\nTransfer-Encoding: chunked\r\nX-Telar-User: a\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = crate::h1::test_rng(0x9e37_79b9_7f4a_7c15u64);
         for round in 0..20_000 {
             let mut bytes = seeds[round % seeds.len()].to_vec();
             for _ in 0..(next() % 4 + 1) {

@@ -7,3 +7,14 @@ pub mod body;
 pub mod chunked;
 pub mod head;
 pub mod write;
+
+/// A small deterministic generator for the no-panic tests over random input.
+#[cfg(test)]
+pub(crate) fn test_rng(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

@@ -20,18 +20,7 @@ pub fn field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// Appends a decimal number.
 pub fn number(out: &mut Vec<u8>, value: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    let mut value = value;
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[start..]);
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// Appends `HTTP/1.1 <code> <reason>\r\n` (the canonical reason; the upstream's is not kept).

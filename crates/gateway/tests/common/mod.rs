@@ -206,3 +206,18 @@ where
     }
     panic!("never happened: {what}");
 }
+
+/// A raw TCP connection to a gateway (or any server) at `url`.
+pub async fn raw(url: &str) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Everything the peer sends until it closes the connection (at most 10 s).
+pub async fn read_all(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buffer)).await;
+    String::from_utf8_lossy(&buffer).into_owned()
+}
